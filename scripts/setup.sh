@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up napari-microseg on a fresh Debian/Ubuntu machine: system libraries for
+# Qt under X11 (and Xvfb for headless tests), PyTorch, SAM2 and the plugin.
+# Safe to run again: installed pieces are skipped by apt and pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+APT_PACKAGES=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0
+  libxcb-render-util0 libxkbcommon-x11-0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0
+  libxcb-cursor0 libgl1 libegl1 libfontconfig1 libdbus-1-3)
+
+if command -v apt-get >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not a Debian-like system; install Qt's X11 libraries (and Xvfb for tests) yourself" >&2
+fi
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# PyTorch from PyPI (CUDA build; it also runs on CPU, and torchvision needs it).
+$PY -m pip install -q torch torchvision
+# SAM2 builds against the installed torch; no CUDA extension needed.
+$PY -m pip install -q setuptools wheel
+$PY -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 $PY -m pip install -q --no-build-isolation sam2==1.1.0
+$PY -m pip install -q -e ".[test]"
+echo "setup: done ($($PY -c 'import napari_microseg as m; print("napari-microseg", m.__version__)'))"

@@ -1,0 +1,46 @@
+"""Run core work off the GUI thread with progress, cancel and error reporting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+
+
+def start_worker(
+    func: Callable,
+    *args,
+    on_returned: Callable | None = None,
+    on_finished: Callable | None = None,
+    progress: dict | None = None,
+    **kwargs,
+):
+    """Start ``func(*args, **kwargs)`` in a thread; report errors as notifications.
+
+    Parameters
+    ----------
+    func : callable
+        Plain function (returns a result) or generator (yields progress).
+    on_returned : callable, optional
+        Called in the GUI thread with the result.
+    on_finished : callable, optional
+        Called in the GUI thread when the worker ends, whatever the outcome.
+    progress : dict, optional
+        Passed to napari's ``create_worker`` (``{"total": n, "desc": ...}``) to
+        show a progress bar in the activity dock.
+
+    Returns
+    -------
+    worker
+        The started napari ``WorkerBase``; ``worker.quit()`` cancels a
+        generator worker at its next yield.
+    """
+    worker = create_worker(func, *args, _progress=progress or False, **kwargs)
+    if on_returned is not None:
+        worker.returned.connect(on_returned)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.errored.connect(lambda e: show_error(str(e)))
+    worker.start()
+    return worker

@@ -1,0 +1,51 @@
+"""Shared fixtures and marker handling for the napari-microseg test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real labelled micrographs, read in place (never copied into the repo).
+SHARED_DATA = Path(os.environ.get("MICROSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: Where GUI tests put screenshots for a person to look at.
+ARTIFACTS = Path(os.environ.get("MICROSEG_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is available")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The ``shared/data`` folder beside the checkout; skips when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real micrographs not available: {SHARED_DATA} does not exist (they live beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def creme(shared_data) -> Path:
+    """The creme 316L in-situ TEM loops set (12 images with masks and COCO)."""
+    path = shared_data / "creme-316L-loops"
+    if not path.is_dir():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Folder for screenshots and other files a person should look at."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
