@@ -27,12 +27,23 @@ def sample_keys() -> list[str]:
     return [s.key for s in manifest().contributions.sample_data or []]
 
 
+#: Widest a dock may grow, so the canvas keeps most of the window.
+DOCK_MAX_WIDTH = 440
+
+
 def dock_all(viewer) -> dict:
     """Dock every plugin widget on the right, tabified; return ``{name: widget}``."""
-    docked = {}
+    docked, docks = {}, []
     for name in widget_names():
-        _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+        widget.native.setMaximumWidth(DOCK_MAX_WIDTH)
         docked[name] = widget
+        docks.append(dock)
+    if docks:
+        from qtpy.QtCore import QTimer
+
+        # The first capability in the manifest in front, once the tabs exist.
+        QTimer.singleShot(0, docks[0].raise_)
     return docked
 
 
@@ -51,6 +62,7 @@ def open_viewer(paths=(), sample: str | None = "tem_loops", show: bool = True):
     import napari
 
     viewer = napari.Viewer(title="napari-microseg", show=show)
+    viewer.window.resize(1500, 950)
     dock_all(viewer)
     if paths:
         for p in paths:

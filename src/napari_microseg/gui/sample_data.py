@@ -10,8 +10,7 @@ def sample_layers(key: str) -> list[tuple]:
     """Image and ground-truth Labels layer data for the sample called ``key``."""
     _, make = SAMPLES[key]
     image, labels = sample_to_layers(make(), key)
-    labels[1]["opacity"] = 0.7
-    labels[1]["contour"] = 1  # outlines: the defects stay visible under the truth
+    labels[1]["opacity"] = 0.4  # the defects stay visible under the truth
     return [image, labels]
 
 

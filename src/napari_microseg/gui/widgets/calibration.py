@@ -112,6 +112,7 @@ class CalibrationWidget(Container):
         self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.info = Label(value="")
+        self.info.native.setWordWrap(True)
         self.pixel_size = FloatSpinBox(label="pixel size (nm/px)", min=0.0, max=1e6, step=0.01, value=1.0)
         self.set_button = PushButton(text="Set pixel size")
         self.bar_box = CheckBox(text="Exclude SEM info bar from analysis")

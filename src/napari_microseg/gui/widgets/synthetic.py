@@ -33,7 +33,7 @@ class SyntheticWidget(Container):
         self.size = SpinBox(label="size (px)", min=64, max=8192, step=64, value=512)
         self.pixel_size = FloatSpinBox(label="pixel size (nm/px)", min=0.01, max=1000.0, step=0.01, value=0.39)
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
-        self.nuisances = CheckBox(label="nuisances", text="noise, background, bend contours", value=True)
+        self.nuisances = CheckBox(text="noise, background, bend contours", value=True)
         self.button = PushButton(text="Generate")
         self.extend([self.kind, self.size, self.pixel_size, self.seed, self.nuisances, self.button])
         self.button.changed.connect(self.run)
