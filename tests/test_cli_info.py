@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from fileformats import write_dm
-from tiff_samples import write_fei_tiff
 
+from fileformats import write_dm
 from napari_microseg.cli import main
+from tiff_samples import write_fei_tiff
 
 
 def test_info_json_for_dm4_through_read_micrograph(tmp_path, capsys):

@@ -17,7 +17,7 @@ from .. import __version__
 from ..core.errors import MicrosegError
 
 #: Subcommand modules, in the order ``microseg --help`` lists them.
-COMMANDS = ("info", "synth", "labels", "gui")
+COMMANDS = ("info", "synth", "labels", "measure", "evaluate", "gui")
 
 
 def build_parser() -> argparse.ArgumentParser:

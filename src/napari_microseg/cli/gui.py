@@ -15,12 +15,13 @@ def register(sub) -> None:
 def run(args) -> int:
     """Start napari (blocks until the window is closed)."""
     import napari
+    from qtpy.QtCore import QTimer
 
     from ..gui.launch import open_viewer
 
     viewer = open_viewer(args.images, sample=args.sample)
+    QTimer.singleShot(300, viewer.reset_view)  # once the window has its size
     if args.screenshot:
-        from qtpy.QtCore import QTimer
 
         def shoot():
             viewer.screenshot(args.screenshot, canvas_only=False)
