@@ -24,14 +24,15 @@ def test_real_window_docks_every_widget(make_napari_viewer, qtbot, artifacts_dir
     qtbot.wait(300)
     saved = []
     for name, widget in docked.items():
-        dock = widget.native.parent()
+        qwidget = getattr(widget, "native", widget)
+        dock = qwidget.parent()
         while dock is not None and not hasattr(dock, "setFloating"):
             dock = dock.parent()
         if dock is not None:
             dock.show()
             dock.raise_()
         qtbot.wait(200)
-        assert widget.native.isVisible(), f"{name} is not visible in the window"
+        assert qwidget.isVisible(), f"{name} is not visible in the window"
         path = artifacts_dir / f"window_{name.lower().replace(' ', '_')}.png"
         viewer.screenshot(str(path), canvas_only=False)
         saved.append(path)
@@ -46,3 +47,52 @@ def test_real_window_docks_every_widget(make_napari_viewer, qtbot, artifacts_dir
     for p in saved:
         assert p.stat().st_size > 10_000, f"{p} looks empty"
     print("screenshots written to", artifacts_dir, [p.name for p in saved])
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run the suite under xvfb-run)")
+def test_real_window_measure_and_evaluate(make_napari_viewer, qtbot, artifacts_dir):
+    """Measure the sample's truth, colour by size, evaluate a damaged copy; screenshots."""
+    import numpy as np
+
+    from napari_microseg.gui.launch import dock_all
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    docked = dock_all(viewer)
+    viewer.open_sample("napari-microseg", "tem_loops")
+    image, truth = viewer.layers
+    truth.opacity = 0.8
+    viewer.reset_view()
+    measure = docked["Measure"]
+    measure.reset_choices()
+    measure.labels.value, measure.image.value = truth, image
+    measure.thickness.value = 80.0
+    assert measure.run() is not None
+    qtbot.waitUntil(lambda: measure.result is not None, timeout=60000)
+    measure.color_by.value = next(c for c in measure.color_by.choices if c.startswith("equivalent_diameter"))
+    measure.show_text.value = True
+    measure.parent().raise_()
+    qtbot.wait(300)
+    path = artifacts_dir / "measure_overlay.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    assert path.stat().st_size > 10_000
+
+    damaged = np.array(truth.data)
+    ids = np.unique(damaged)[1:]
+    damaged[np.isin(damaged, ids[::4])] = 0  # every fourth object missed
+    damaged = np.roll(damaged, 2, axis=1)
+    pred = viewer.add_labels(damaged, name="prediction", scale=truth.scale, units=truth.units,
+                             metadata=dict(truth.metadata))
+    evaluate = docked["Evaluate"]
+    evaluate.reset_choices()
+    evaluate.pred.value, evaluate.true.value = pred, truth
+    assert evaluate.run() is not None
+    qtbot.waitUntil(lambda: evaluate.report is not None, timeout=60000)
+    assert evaluate.report["detection"]["fn"] >= len(ids[::4]) - 1
+    for lyr in (viewer.layers[n] for n in ("prediction", f"{truth.name} values", truth.name)):
+        lyr.visible = False
+    evaluate.parent().raise_()
+    qtbot.wait(300)
+    path = artifacts_dir / "evaluate_overlay.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    assert path.stat().st_size > 10_000

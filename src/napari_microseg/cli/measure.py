@@ -13,13 +13,11 @@ from ..core.errors import LabelsError, MicrosegError
 from ..core.labels_io import read_labels
 from ..core.measure import (
     EDGE_MODES,
-    count_objects,
-    dispersed_barrier_hardening,
+    MeasureSettings,
     export_tables,
     file_sha256,
     make_provenance,
-    measure_objects,
-    summarize,
+    measure_image,
 )
 from ..core.reading import read_micrograph
 
@@ -108,37 +106,26 @@ def run(args) -> int:
             raise MicrosegError("--guard-nm needs a pixel size; give --pixel-size NM.")
     if args.thickness_nm is not None and not ps.calibrated:
         raise MicrosegError("--thickness-nm needs a pixel size; give --pixel-size NM.")
-    table = measure_objects(
+    settings = MeasureSettings(edges=args.edges, guard=args.guard_nm or 0.0, thickness_nm=args.thickness_nm)
+    result = measure_image(
         rec.labels,
         ps,
         intensity=image if image.ndim == 2 else None,
         instance_classes=inst,
         classes=classes,
         analysis_mask=mg.analysis_mask,
+        settings=settings,
     )
-    counting = count_objects(
-        table, edges=args.edges, guard=args.guard_nm or 0.0, analysis_mask=mg.analysis_mask
-    )
-    summary = summarize(table, counting=counting, thickness_nm=args.thickness_nm, classes=classes)
-    settings = {
-        **counting.settings(),
-        "thickness_nm": args.thickness_nm,
-        "labels_file": str(args.labels),
-        "labels_sha256": file_sha256(args.labels),
-        "analysed_area_px": int(counting.reference_area_px),
-    }
+    table, summary, counting, hard = result.table, result.summary, result.counting, result.hardening
+    record = result.settings_record()
+    record.update(labels_file=str(args.labels), labels_sha256=file_sha256(args.labels))
     tables = {"objects": table}
-    if args.thickness_nm is not None:
-        hard = dispersed_barrier_hardening(table, args.thickness_nm, counting=counting)
-        settings["hardening"] = hard.parameters
-        settings["hardening_total_linear_mpa"] = hard.total_linear_mpa
-        settings["hardening_total_rss_mpa"] = hard.total_rss_mpa
     prov = make_provenance(
         image_path=args.image,
         pixel_size=ps,
         model=rec.metadata.get("model"),
         prompts=rec.metadata.get("prompts"),
-        settings=settings,
+        settings=record,
     )
     out = Path(args.out)
     written = []
@@ -150,7 +137,7 @@ def run(args) -> int:
         if args.thickness_nm is not None and out.suffix.lower() != ".csv":
             tables["hardening"] = hard.per_class
         written += export_tables(out, tables, prov)
-    _print_summary(summary, ps, counting, args, written, hard if args.thickness_nm else None)
+    _print_summary(summary, ps, counting, args, written, hard)
     return 0
 
 

@@ -36,7 +36,7 @@ def dock_all(viewer) -> dict:
     docked, docks = {}, []
     for name in widget_names():
         dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
-        widget.native.setMaximumWidth(DOCK_MAX_WIDTH)
+        getattr(widget, "native", widget).setMaximumWidth(DOCK_MAX_WIDTH)
         docked[name] = widget
         docks.append(dock)
     if docks:

@@ -74,7 +74,8 @@ def pixel_scores(cm: Mapping) -> dict:
         ``per_class_iou`` and ``per_class_dice`` (``{class_id: value}`` for every
         non-background class in the true or predicted map), ``miou`` (mean of
         those IoUs), ``background_iou``, ``miou_with_background``,
-        ``dice`` (foreground vs background, class-agnostic), ``pixel_precision``
+        ``dice`` and ``foreground_iou`` (foreground vs background,
+        class-agnostic), ``pixel_precision``
         and ``pixel_recall`` (foreground vs background, class-agnostic),
         ``pixel_accuracy``.
     """
@@ -106,6 +107,9 @@ def pixel_scores(cm: Mapping) -> dict:
         "background_iou": float(iou.get(BACKGROUND, float("nan"))),
         "miou_with_background": float(np.mean(with_bg)) if with_bg else float("nan"),
         "dice": 2 * fg_both / (fg_true + fg_pred) if (fg_true + fg_pred) else float("nan"),
+        "foreground_iou": (
+            fg_both / (fg_true + fg_pred - fg_both) if (fg_true + fg_pred) else float("nan")
+        ),
         "pixel_precision": fg_both / fg_pred if fg_pred else float("nan"),
         "pixel_recall": fg_both / fg_true if fg_true else float("nan"),
         "pixel_accuracy": correct / total if total else float("nan"),

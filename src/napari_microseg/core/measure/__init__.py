@@ -31,6 +31,7 @@ from .hardening import (
     dispersed_barrier_hardening,
 )
 from .objects import UNCLASSIFIED, measure_objects
+from .pipeline import MeasureResult, MeasureSettings, measure_image
 from .statistics import (
     EDGE_MODES,
     Counting,
@@ -49,6 +50,8 @@ __all__ = [
     "Counting",
     "HardeningParameters",
     "HardeningResult",
+    "MeasureResult",
+    "MeasureSettings",
     "SizeDistribution",
     "count_objects",
     "dbh_mpa",
@@ -58,6 +61,7 @@ __all__ = [
     "inner_frame",
     "label_color_dict",
     "make_provenance",
+    "measure_image",
     "measure_objects",
     "property_colors",
     "read_csv",

@@ -1,0 +1,363 @@
+"""Measure dock: calibrated per-object table, statistics, overlays and export.
+
+The widget only gathers parameters and shows results; numbers come from
+:func:`napari_microseg.core.measure.measure_image`, run in a worker thread. The
+module functions below do the layer work and are tested with a headless viewer.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from qtpy.QtWidgets import QFileDialog, QLabel, QTabWidget, QVBoxLayout, QWidget
+
+from ...core.errors import MicrosegError
+from ...core.measure import (
+    EDGE_MODES,
+    HardeningParameters,
+    MeasureSettings,
+    export_tables,
+    label_color_dict,
+    make_provenance,
+    measure_image,
+    property_colors,
+)
+from ..layer_data import layer_classes, layer_pixel_size
+from ..plots import ColorLegend, StatsPlot
+from ..table_view import DataFrameView
+from ..workers import start_worker
+
+if TYPE_CHECKING:
+    import napari
+
+COLORMAPS = ("viridis", "magma", "turbo", "gray")
+HIGHLIGHT_LAYER = "selected object"
+
+
+def gather_inputs(labels_layer, image_layer=None) -> dict:
+    """Arrays and calibration for :func:`measure_image` from napari layers.
+
+    The pixel size comes from the labels layer's metadata, else the image's;
+    the analysis mask (SEM bar, NaNs) from the image's metadata.
+    """
+    if labels_layer is None:
+        raise MicrosegError("Choose a Labels layer to measure.")
+    labels = np.asarray(labels_layer.data)
+    if labels.ndim != 2:
+        raise MicrosegError(f"{labels_layer.name} is {labels.ndim}-D; measure one 2-D labels image.")
+    ps = layer_pixel_size(labels_layer)
+    intensity, mask, image_path = None, None, None
+    if image_layer is not None:
+        img = np.asarray(image_layer.data)
+        if img.shape[:2] != labels.shape:
+            raise MicrosegError(
+                f"{image_layer.name} is {img.shape[1]} x {img.shape[0]} px but "
+                f"{labels_layer.name} is {labels.shape[1]} x {labels.shape[0]} px."
+            )
+        intensity = img if img.ndim == 2 else None
+        mask = image_layer.metadata.get("analysis_mask")
+        image_path = image_layer.metadata.get("source_path")
+        if not ps.calibrated:
+            ps = layer_pixel_size(image_layer)
+    inst, classes = layer_classes(labels_layer)
+    return dict(labels=labels, pixel_size=ps, intensity=intensity, instance_classes=inst,
+                classes=classes, analysis_mask=mask, image_path=image_path)
+
+
+def attach_table(labels_layer, result) -> None:
+    """Put the per-object table in ``layer.features`` (row per label value)."""
+    feats = result.table.copy()
+    feats.insert(0, "index", feats["label"].to_numpy())
+    labels_layer.features = feats
+    labels_layer.metadata["measurement"] = result.settings_record()
+
+
+def color_labels_by(labels_layer, table: pd.DataFrame, column: str, cmap: str = "viridis") -> tuple[float, float]:
+    """Colour each object of ``labels_layer`` by ``table[column]``; return (vmin, vmax)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    colors = property_colors(table, column, cmap, vmin=vmin, vmax=vmax)
+    mapping = label_color_dict(table, colors)
+    mapping[None] = np.array([0.0, 0.0, 0.0, 0.0])
+    mapping[0] = np.array([0.0, 0.0, 0.0, 0.0])
+    labels_layer.colormap = DirectLabelColormap(color_dict=mapping)
+    return vmin, vmax
+
+
+def reset_colors(labels_layer) -> None:
+    """Back to napari's random instance colours."""
+    from napari.utils.colormaps import label_colormap
+
+    labels_layer.colormap = label_colormap()
+
+
+def values_layer_name(labels_layer) -> str:
+    """Name of the Points layer that writes values on the canvas."""
+    return f"{labels_layer.name} values"
+
+
+def show_values(viewer, labels_layer, table: pd.DataFrame, column: str, fmt: str = "{:.1f}"):
+    """Write ``table[column]`` at each object's centroid (a text-only Points layer)."""
+    name = values_layer_name(labels_layer)
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    pts = table[["centroid_y_px", "centroid_x_px"]].to_numpy(dtype=float)
+    text = [fmt.format(v) if np.isfinite(v) else "" for v in pd.to_numeric(table[column], errors="coerce")]
+    return viewer.add_points(
+        pts, name=name, size=0, scale=labels_layer.scale, translate=labels_layer.translate,
+        units=labels_layer.units,
+        features=pd.DataFrame({"value": text}),
+        text={"string": "{value}", "color": "yellow", "size": 8, "anchor": "center"},
+        face_color="transparent", border_width=0,
+    )
+
+
+def focus_object(viewer, labels_layer, row: pd.Series):
+    """Centre the view on one object and ring it in a highlight layer."""
+    yx = np.array([row["centroid_y_px"], row["centroid_x_px"]], dtype=float)
+    diam_col = next(c for c in row.index if c.startswith("equivalent_diameter_"))
+    scale = np.asarray(labels_layer.scale[-2:], dtype=float)
+    diam_px = float(row[diam_col]) / (scale[1] if diam_col.endswith("_nm") else 1.0)
+    world = np.asarray(labels_layer.data_to_world(yx))
+    viewer.camera.center = tuple(world)
+    if HIGHLIGHT_LAYER in viewer.layers:
+        viewer.layers.remove(HIGHLIGHT_LAYER)
+    layer = viewer.add_points(
+        [yx], name=HIGHLIGHT_LAYER, size=max(diam_px * 1.6, 6), face_color="transparent",
+        border_color="yellow", border_width=0.12, scale=labels_layer.scale, translate=labels_layer.translate,
+        units=labels_layer.units,
+    )
+    viewer.layers.selection.active = labels_layer
+    labels_layer.selected_label = int(row["label"])
+    return layer
+
+
+def export_result(path, result, *, labels_layer=None, image_path=None) -> list[Path]:
+    """Write the result's tables (CSV/XLSX/JSON by suffix) with a provenance header."""
+    prov_md = (labels_layer.metadata.get("provenance") or {}) if labels_layer is not None else {}
+    prov = make_provenance(
+        image_path=image_path if image_path and Path(image_path).exists() else None,
+        pixel_size=result.pixel_size,
+        model=prov_md.get("model"),
+        prompts=prov_md.get("prompts"),
+        settings=result.settings_record(),
+        extra={"labels_layer": labels_layer.name if labels_layer is not None else None,
+               "labels_provenance": prov_md or None},
+    )
+    return export_tables(path, result.tables(), prov)
+
+
+def parse_alpha(text: str) -> dict[str, float]:
+    """``"<111> loop=0.11; black dot=0.1"`` -> ``{"<111> loop": 0.11, "black dot": 0.1}``."""
+    out = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, _, value = part.rpartition("=")
+        if not name.strip():
+            raise MicrosegError(f"α entry {part.strip()!r} should read 'class name=value'.")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError as e:
+            raise MicrosegError(f"α for {name.strip()!r} is not a number: {value!r}.") from e
+    return out
+
+
+def format_alpha(alpha: dict[str, float]) -> str:
+    """Inverse of :func:`parse_alpha`."""
+    return "; ".join(f"{k}={v:g}" for k, v in alpha.items())
+
+
+class MeasureWidget(QWidget):
+    """Dock widget: measure a Labels layer in nm and show, colour and export the results."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._viewer = viewer
+        self.result = None
+        self._inputs = None
+        self._worker = None
+        hp = HardeningParameters()
+        self.labels = create_widget(annotation="napari.layers.Labels", label="labels")
+        self.image = create_widget(annotation="napari.layers.Image", label="image", options={"nullable": True})
+        self.edges = ComboBox(label="edge objects", choices=list(EDGE_MODES), value="include")
+        self.guard = FloatSpinBox(label="guard frame (nm)", min=0.0, max=1e6, value=0.0)
+        self.thickness = FloatSpinBox(label="foil thickness (nm, 0 = none)", min=0.0, max=1e6, value=0.0)
+        self.bins = SpinBox(label="histogram bins", min=2, max=500, value=20)
+        self.lognormal = CheckBox(text="fit log-normal", value=False)
+        self.taylor = FloatSpinBox(label="M (Taylor)", min=0.1, max=10, step=0.01, value=hp.taylor_factor)
+        self.mu = FloatSpinBox(label="μ (GPa)", min=1, max=1000, value=hp.shear_modulus_gpa)
+        self.burgers = FloatSpinBox(label="b (nm)", min=0.01, max=10, step=0.001, value=hp.burgers_vector_nm)
+        self.alpha = LineEdit(label="α per class", value=format_alpha(hp.alpha))
+        self.measure_button = PushButton(text="Measure")
+        self.export_button = PushButton(text="Export table…", enabled=False)
+        self.color_by = ComboBox(label="colour by", choices=["(instance colours)"])
+        self.cmap = ComboBox(label="colormap", choices=list(COLORMAPS), value="viridis")
+        self.show_text = CheckBox(text="write values on the canvas", value=False)
+        self.params = Container(widgets=[
+            self.labels, self.image, self.edges, self.guard, self.thickness, self.bins, self.lognormal,
+            self.taylor, self.mu, self.burgers, self.alpha, self.measure_button, self.export_button,
+            self.color_by, self.cmap, self.show_text,
+        ])
+        self.summary = QLabel("Choose a Labels layer and press Measure.")
+        self.summary.setWordWrap(True)
+        self.legend = ColorLegend(self)
+        self.legend.hide()
+        self.plot = StatsPlot(self)
+        self.table = DataFrameView(self)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self.table, "Objects")
+        self.tabs.addTab(self.plot, "Plots")
+        self.tabs.setMinimumHeight(240)
+        layout = QVBoxLayout(self)
+        for w in (self.params.native, self.summary, self.legend, self.tabs):
+            layout.addWidget(w)
+        self.thickness.changed.connect(self._show_hardening_fields)
+        self._show_hardening_fields()
+        self.measure_button.changed.connect(self.run)
+        self.export_button.changed.connect(self._on_export)
+        self.color_by.changed.connect(self._on_color)
+        self.cmap.changed.connect(self._on_color)
+        self.show_text.changed.connect(self._on_color)
+        self.table.row_clicked.connect(self._on_row)
+        viewer.layers.events.inserted.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self.reset_choices)
+
+    def _show_hardening_fields(self, *_):
+        """Hardening constants matter only with a foil thickness."""
+        for w in (self.taylor, self.mu, self.burgers, self.alpha):
+            w.visible = self.thickness.value > 0
+
+    def reset_choices(self, *_):
+        """Refresh the layer pickers."""
+        self.labels.reset_choices()
+        self.image.reset_choices()
+
+    def settings(self) -> MeasureSettings:
+        """The settings gathered from the widgets."""
+        return MeasureSettings(
+            edges=self.edges.value,
+            guard=self.guard.value,
+            thickness_nm=self.thickness.value or None,
+            bins=self.bins.value,
+            lognormal=self.lognormal.value,
+            hardening=HardeningParameters(
+                taylor_factor=self.taylor.value, shear_modulus_gpa=self.mu.value,
+                burgers_vector_nm=self.burgers.value, alpha=parse_alpha(self.alpha.value),
+            ),
+        )
+
+    def run(self, *_):
+        """Measure in a worker; results are shown when it returns."""
+        from napari.utils.notifications import show_error
+
+        try:
+            inputs = gather_inputs(self.labels.value, self.image.value)
+            settings = self.settings()
+        except MicrosegError as e:
+            show_error(str(e))
+            return None
+        self._inputs = inputs
+        kwargs = {k: v for k, v in inputs.items() if k != "image_path"}
+        self.measure_button.enabled = False
+        self._worker = start_worker(
+            measure_image, settings=settings, **kwargs,
+            on_returned=self.show_result, on_finished=lambda: setattr(self.measure_button, "enabled", True),
+        )
+        return self._worker
+
+    def show_result(self, result) -> None:
+        """Attach ``result`` to the layer and show table, summary and plots."""
+        self.result = result
+        layer = self.labels.value
+        if layer is not None:
+            attach_table(layer, result)
+        self.table.set_dataframe(result.table)
+        self.summary.setText(summary_text(result))
+        colors = {c.name: c.color for c in self._inputs["classes"]} if self._inputs else {}
+        self.plot.show_result(result, colors)
+        self.tabs.setCurrentWidget(self.plot)
+        numeric = [c for c in result.table.columns if pd.api.types.is_numeric_dtype(result.table[c])
+                   and c not in ("label", "class_id")]
+        with self.color_by.changed.blocked():
+            self.color_by.choices = ["(instance colours)", *numeric]
+        self.export_button.enabled = True
+        self._on_color()
+
+    def _on_color(self, *_):
+        layer, result = self.labels.value, self.result
+        if layer is None or result is None:
+            return
+        column = self.color_by.value
+        name = values_layer_name(layer)
+        if column == "(instance colours)":
+            reset_colors(layer)
+            self.legend.hide()
+            if name in self._viewer.layers:
+                self._viewer.layers.remove(name)
+            return
+        vmin, vmax = color_labels_by(layer, result.table, column, self.cmap.value)
+        self.legend.show_scale(column, vmin, vmax, self.cmap.value)
+        self.legend.show()
+        if self.show_text.value:
+            show_values(self._viewer, layer, result.table, column)
+        elif name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+
+    def _on_row(self, row):
+        if self.labels.value is not None:
+            focus_object(self._viewer, self.labels.value, row)
+
+    def _on_export(self, *_):
+        if self.result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export measurements", "measurements.xlsx",
+                                              "Excel (*.xlsx);;CSV (*.csv);;JSON (*.json)")
+        if path:
+            self.export(path)
+
+    def export(self, path) -> list[Path]:
+        """Write the current result to ``path`` and say where."""
+        from napari.utils.notifications import show_info
+
+        written = export_result(path, self.result, labels_layer=self.labels.value,
+                                image_path=(self._inputs or {}).get("image_path"))
+        show_info("Wrote " + ", ".join(str(p) for p in written))
+        return written
+
+
+def summary_text(result) -> str:
+    """A few lines: counts, densities, mean size, hardening."""
+    u = result.pixel_size.unit
+    s = result.summary
+    all_row = s[s["class_id"] == -1].iloc[0]
+    dens = ("density_per_um2", "/µm²") if u == "nm" else ("density_per_px2", "/px² (UNCALIBRATED)")
+    lines = [
+        f"<b>{int(all_row['count'])} objects</b> counted ({result.counting.edges} edges), "
+        f"{all_row[dens[0]]:.4g} {dens[1]}, area fraction {all_row['area_fraction']:.3g}"
+    ]
+    for _, r in s[(s["class_id"] >= 0) & (s["count"] > 0)].iterrows():
+        d = r[f"mean_equivalent_diameter_{u}"]
+        lines.append(f"{escape(str(r['class_name']))}: n={int(r['count'])}, {r[dens[0]]:.4g} {dens[1]}, "
+                     f"mean diameter {d:.3g} {u}")
+    if result.hardening is not None:
+        lines.append(f"Barrier hardening: {result.hardening.total_linear_mpa:.4g} MPa (linear), "
+                     f"{result.hardening.total_rss_mpa:.4g} MPa (root-sum-square)")
+    return "<br>".join(lines)
