@@ -153,3 +153,23 @@ def test_evaluate_end_to_end(tmp_path, capsys):
     assert main(["evaluate", str(pp), str(gp), "--iou", "0.7"]) == 0
     text = capsys.readouterr().out
     assert "TP 1" in text and "F1" in text and "<111> loop" in text
+
+
+def test_evaluate_relative_domain_transferability(tmp_path, capsys):
+    shape = (60, 60)
+    gt = _squares(shape, {1: (10, 10, 20)})
+    ps = PixelSize.isotropic(1.0, "user")
+    gp, same, half = tmp_path / "gt.tif", tmp_path / "same.tif", tmp_path / "half.tif"
+    write_labels(gp, gt, instance_classes={1: 1}, pixel_size=ps)
+    write_labels(same, gt, instance_classes={1: 1}, pixel_size=ps)
+    h = gt.copy()
+    h[10:20, 10:30] = 0  # keep half of the square: IoU 0.5
+    write_labels(half, h, instance_classes={1: 1}, pixel_size=ps)
+    assert main(["evaluate", str(same), str(gp), "--json"]) == 0
+    source = tmp_path / "source.json"
+    source.write_text(capsys.readouterr().out)
+    assert main(["evaluate", str(half), str(gp), "--json", "--source-report", str(source)]) == 0
+    rdt = json.loads(capsys.readouterr().out)["rdt"]
+    assert rdt["miou_source"] == pytest.approx(1.0) and rdt["miou_target"] == pytest.approx(0.5)
+    assert rdt["rdt"] == pytest.approx(-0.5)
+    assert main(["evaluate", str(half), str(gp), "--source-report", str(tmp_path / "nope.json")]) == 1

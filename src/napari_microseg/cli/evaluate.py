@@ -24,6 +24,12 @@ def register(sub) -> None:
     p.add_argument("--pixel-size", type=float, metavar="NM", help="pixel size in nm for sizes")
     p.add_argument("--probability", metavar="TIF", help="foreground probability map for AUPRC")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument(
+        "--source-report",
+        metavar="JSON",
+        help="a report (from --json) on the source domain: adds relative domain "
+        "transferability RDT = (mIoU_target - mIoU_source) / mIoU_source",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,11 +61,32 @@ def run(args) -> int:
         probability=prob,
         pixel_size=ps,
     )
+    if args.source_report:
+        report["rdt"] = _rdt(args.source_report, report)
     if args.json:
         print(report_to_json(report, indent=2))
     else:
         print(format_report(report))
     return 0
+
+
+def _rdt(path, report) -> dict:
+    import json
+    from pathlib import Path
+
+    from ..core.evaluate import relative_domain_transferability
+
+    try:
+        source = json.loads(Path(path).read_text())
+        miou_source = float(source["pixel"]["miou"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MicrosegError(f"Cannot read mIoU from the source report {path}: {e}") from e
+    miou_target = report["pixel"]["miou"]
+    return {
+        "miou_source": miou_source,
+        "miou_target": miou_target,
+        "rdt": relative_domain_transferability(miou_target, miou_source),
+    }
 
 
 def _f(v, digits=3) -> str:
@@ -105,4 +132,8 @@ def format_report(rep: dict) -> str:
         "  true instances matched at IoU >= "
         + ", ".join(f"0.{k}: {_f(v)}" for k, v in rep["iou_at"].items()),
     ]
+    if "rdt" in rep:
+        r = rep["rdt"]
+        lines.append(f"domain transfer: mIoU source {_f(r['miou_source'])}, target "
+                     f"{_f(r['miou_target'])}, RDT {_f(r['rdt'])}")
     return "\n".join(lines)
