@@ -18,8 +18,6 @@ import os
 import platform
 import time
 
-import numpy as np
-
 TARGET_S = 0.2
 
 
