@@ -96,3 +96,41 @@ def test_real_window_measure_and_evaluate(make_napari_viewer, qtbot, artifacts_d
     path = artifacts_dir / "evaluate_overlay.png"
     viewer.screenshot(str(path), canvas_only=False)
     assert path.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run the suite under xvfb-run)")
+def test_real_window_label_dock(make_napari_viewer, qtbot, artifacts_dir):
+    """Start labeling on the sample with the classical backend, click, commit; screenshot."""
+    import numpy as np
+
+    from napari_microseg.gui.launch import dock_all
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    docked = dock_all(viewer)
+    viewer.open_sample("napari-microseg", "tem_loops")
+    image, truth = viewer.layers
+    truth.visible = False
+    viewer.reset_view()
+    label = docked["Label"]
+    label.reset_choices()
+    label.image.value = image
+    label.model.value = "otsu-flood"
+    label.start()
+    qtbot.waitUntil(lambda: label.controller is not None and label.controller.ready, timeout=60000)
+    ctl = label.controller
+    # click the three largest true objects, committing each
+    ids, counts = np.unique(truth.data[truth.data > 0], return_counts=True)
+    for i in ids[np.argsort(counts)[::-1][:3]]:
+        rr, cc = np.nonzero(truth.data == i)
+        ctl.add_click((rr.mean(), cc.mean()), 1)
+        qtbot.waitUntil(lambda: not ctl._busy and not ctl._dirty, timeout=20000)
+        ctl.commit()
+    ctl.add_click((rr.mean(), cc.mean() + 40), 1)  # a pending preview, not committed
+    qtbot.waitUntil(lambda: not ctl._busy and not ctl._dirty, timeout=20000)
+    assert ctl.labels_layer.data.max() == 3
+    label.parent().raise_()
+    qtbot.wait(300)
+    path = artifacts_dir / "label_dock.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    assert path.stat().st_size > 10_000

@@ -17,7 +17,10 @@ from .. import __version__
 from ..core.errors import MicrosegError
 
 #: Subcommand modules, in the order ``microseg --help`` lists them.
-COMMANDS = ("info", "synth", "labels", "measure", "evaluate", "gui")
+COMMANDS = (
+    "info", "synth", "labels", "measure", "evaluate", "prompt_eval", "train_promptable", "weights",
+    "gui",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,354 @@
+"""The Label dock's logic: prompt layers, live preview, commit/undo, box batches.
+
+:class:`LabelingController` owns one :class:`PromptSession` and the three helper
+layers (clicks, boxes, preview). It has no widgets, so tests drive it with a
+viewer and simulated mouse events. Model work (embedding, predictions, box
+batches, segment-everything) runs in worker threads; the GUI thread only
+updates layers.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+from ..core.annotate import commit_mask, read_box_file, undo_edit
+from ..core.classes import ClassTable, DefectClass
+from ..core.errors import MicrosegError
+from ..core.prompting.everything import segment_everything
+from ..core.prompting.session import PromptSession
+from .layer_data import class_features, layer_classes, layer_pixel_size
+from .workers import start_worker
+
+POINTS_LAYER = "prompts"
+BOXES_LAYER = "box prompts"
+PREVIEW_LAYER = "preview"
+CANDIDATES_LAYER = "candidates"
+POSITIVE, NEGATIVE = "#00ff00", "#ff3030"
+
+SHORTCUTS = {
+    "C": "commit the preview as a new object (then start the next one)",
+    "N": "next object: drop the current clicks without committing",
+    "Shift-C": "clear every click and box",
+    "Control-Z": "undo the last commit (or box batch)",
+    "left click": "positive click (object)",
+    "right click / Alt+click": "negative click (background)",
+    "draw a rectangle": "box prompt (in the 'box prompts' layer)",
+}
+
+
+def click_label(event) -> int:
+    """1 for a positive click, 0 for a negative one (right button or Alt)."""
+    return 0 if event.button == 2 or "Alt" in {str(m) for m in event.modifiers} else 1
+
+
+class LabelingController:
+    """Interactive prompting on one image into one Labels layer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    backend : PromptBackend
+        Model to prompt (never random weights: build it with
+        :func:`~napari_microseg.core.prompting.registry.make_backend`).
+    cache : EmbeddingCache, optional
+        Disk cache for embeddings.
+    """
+
+    def __init__(self, viewer, backend, cache=None):
+        self.viewer = viewer
+        self.session = PromptSession(backend, cache)
+        self.image_layer = None
+        self.labels_layer = None
+        self.class_id = 0
+        self.overwrite = False
+        self.history: list[list] = []
+        self.ready = False
+        self._busy = False
+        self._dirty = False
+        self._last_pred = None
+        self.status = ""
+
+    # -- set up ----------------------------------------------------------------------
+
+    def set_target(self, image_layer, labels_layer, *, on_ready=None, progress=None):
+        """Use ``image_layer`` for prompting and write objects into ``labels_layer``.
+
+        The embedding (if the backend needs one) is computed or read from the
+        cache in a worker; clicks are accepted once it is ready.
+        """
+        data = np.asarray(image_layer.data) if not hasattr(image_layer.data, "chunks") else image_layer.data
+        if image_layer.rgb or np.ndim(data) != 2:
+            raise MicrosegError(f"{image_layer.name}: prompting needs a 2-D grey image.")
+        if tuple(labels_layer.data.shape) != tuple(data.shape):
+            raise MicrosegError(f"{labels_layer.name} is {labels_layer.data.shape}, {image_layer.name} is {data.shape}.")
+        self.image_layer, self.labels_layer = image_layer, labels_layer
+        self.history.clear()
+        self.ready = False
+        self._ensure_layers()
+        contrast = tuple(image_layer.contrast_limits)
+
+        def work():
+            return self.session.set_image(data, contrast_limits=contrast, progress=progress)
+
+        def done(status):
+            self.ready = True
+            self.status = f"{self.session.backend.name}: {status}"
+            if on_ready is not None:
+                on_ready(self.status)
+
+        return start_worker(work, on_returned=done)
+
+    def _ensure_layers(self):
+        v, img = self.viewer, self.image_layer
+        common = dict(scale=img.scale[-2:], translate=img.translate[-2:], units=img.units[-2:])
+        for name in (POINTS_LAYER, BOXES_LAYER, PREVIEW_LAYER):
+            if name in v.layers:
+                v.layers.remove(name)
+        self.preview = v.add_labels(np.zeros(img.data.shape[:2], np.uint8), name=PREVIEW_LAYER, opacity=0.6, **common)
+        self.boxes = v.add_shapes(name=BOXES_LAYER, face_color="transparent", edge_color="yellow",
+                                  edge_width=2, ndim=2, **common)
+        self.points = v.add_points(name=POINTS_LAYER, ndim=2, size=max(4.0, img.data.shape[0] / 100),
+                                   border_width=0, features=pd.DataFrame({"positive": pd.Series([], dtype=bool)}),
+                                   **common)
+        self.points.mouse_drag_callbacks.append(self._on_mouse)
+        self.boxes.events.data.connect(self._on_boxes_changed)
+        for layer in (self.points, self.boxes, self.preview):
+            self._bind_keys(layer)
+        v.layers.selection.active = self.points
+
+    def _bind_keys(self, layer):
+        layer.bind_key("c", lambda _l: self.commit(), overwrite=True)
+        layer.bind_key("n", lambda _l: self.next_object(), overwrite=True)
+        layer.bind_key("Shift-C", lambda _l: self.clear(), overwrite=True)
+        layer.bind_key("Control-Z", lambda _l: self.undo(), overwrite=True)
+
+    # -- prompts -----------------------------------------------------------------------
+
+    def _on_mouse(self, layer, event):
+        start = np.asarray(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = moved or np.linalg.norm(np.asarray(event.position) - start) > 0
+            yield
+        if not moved:
+            self.add_click(layer.world_to_data(event.position)[-2:], click_label(event))
+
+    def add_click(self, rowcol, label: int = 1):
+        """Add a click at ``(row, col)`` image pixels and update the preview."""
+        if not self.ready:
+            self.status = "The image is still being prepared; try again in a moment."
+            return
+        h, w = self.preview.data.shape
+        r, c = float(rowcol[0]), float(rowcol[1])
+        if not (0 <= r <= h - 1 and 0 <= c <= w - 1):
+            return
+        from napari.utils.colormaps.standardize_color import transform_color
+
+        self.points.feature_defaults = {"positive": bool(label)}
+        self.points.add([[r, c]])
+        colors = np.array(self.points.face_color)
+        colors[-1] = transform_color(POSITIVE if label else NEGATIVE)[0]
+        self.points.face_color = colors
+        self.request_preview()
+
+    def prompts(self) -> dict:
+        """Current clicks and the last box, in image pixels."""
+        pts = np.asarray(self.points.data, dtype=float).reshape(-1, 2)
+        feats = self.points.features
+        labels = (feats["positive"].astype(bool).to_numpy().astype(int) if "positive" in feats
+                  else np.ones(len(pts), int))
+        box = None
+        if len(self.boxes.data):
+            corners = np.asarray(self.boxes.data[-1])
+            box = np.array([*corners.min(0), *corners.max(0)])
+        return {"points": pts, "labels": labels[: len(pts)], "box": box}
+
+    def _on_boxes_changed(self, event=None):
+        if getattr(event, "action", "added") in ("added", "changed"):
+            self.request_preview()
+
+    def request_preview(self):
+        """Predict from the current prompts in a worker; coalesce clicks made meanwhile."""
+        p = self.prompts()
+        if len(p["points"]) == 0 and p["box"] is None:
+            self._show(None)
+            return None
+        if self._busy:
+            self._dirty = True
+            return None
+        self._busy = True
+
+        def finished():
+            self._busy = False
+            if self._dirty:
+                self._dirty = False
+                self.request_preview()
+
+        return start_worker(self.session.predict, p["points"], p["labels"], p["box"],
+                            on_returned=self._show, on_finished=finished)
+
+    def _show(self, pred):
+        self._last_pred = pred
+        mask = np.zeros(self.preview.data.shape, np.uint8)
+        if pred is not None:
+            mask[pred.mask] = 1
+        self.preview.data = mask
+
+    # -- edits -------------------------------------------------------------------------
+
+    def _classes(self) -> tuple[dict, ClassTable]:
+        return layer_classes(self.labels_layer)
+
+    def _write_back(self, inst: dict, classes: ClassTable):
+        layer = self.labels_layer
+        layer.metadata["classes"] = classes.to_list()
+        layer.features = class_features(layer.data, inst, classes)
+        layer.refresh()
+
+    def commit(self):
+        """Write the preview into the labels layer as a new instance of the current class."""
+        if self._last_pred is None or not self._last_pred.mask.any():
+            self.status = "Nothing to commit: click on an object first."
+            return None
+        inst, classes = self._classes()
+        edit = commit_mask(self.labels_layer.data, self._last_pred.mask, inst,
+                           class_id=self.class_id, overwrite=self.overwrite)
+        if edit is None:
+            self.status = "The object lies under existing labels (tick 'overwrite' to replace them)."
+        else:
+            self.history.append([edit])
+            self._write_back(inst, classes)
+            self.status = f"Committed object {edit.label}."
+        self._drop_used_prompts()
+        return edit
+
+    def _drop_used_prompts(self):
+        self.points.data = np.zeros((0, 2))
+        if len(self.boxes.data):
+            with self.boxes.events.data.blocker():
+                self.boxes.data = self.boxes.data[:-1]
+        self.session.reset()
+        self._show(None)
+
+    def next_object(self):
+        """Start a new object without committing the current one."""
+        self.points.data = np.zeros((0, 2))
+        self.session.reset()
+        self._show(None)
+
+    def clear(self):
+        """Remove every click and box."""
+        self.points.data = np.zeros((0, 2))
+        with self.boxes.events.data.blocker():
+            self.boxes.data = []
+        self.session.reset()
+        self._show(None)
+
+    def undo(self):
+        """Undo the last commit or box batch."""
+        if not self.history:
+            self.status = "Nothing to undo."
+            return False
+        inst, classes = self._classes()
+        for edit in reversed(self.history.pop()):
+            undo_edit(self.labels_layer.data, inst, edit)
+        self._write_back(inst, classes)
+        self.status = "Undone."
+        return True
+
+    # -- batches -----------------------------------------------------------------------
+
+    def load_boxes(self, path):
+        """Add the boxes of a ``ymin xmin ymax xmax`` file as rectangles."""
+        boxes = read_box_file(path, self.preview.data.shape)
+        rects = [np.array([[b[0], b[1]], [b[2], b[3]]]) for b in boxes]
+        with self.boxes.events.data.blocker():
+            self.boxes.add_rectangles(rects) if rects else None
+        return len(rects)
+
+    def segment_all_boxes(self, on_done=None, progress=None):
+        """One object per rectangle, predicted in a worker, committed as one undo step."""
+        boxes = [np.array([*np.asarray(r).min(0), *np.asarray(r).max(0)]) for r in self.boxes.data]
+        if not boxes:
+            raise MicrosegError("Draw or load some boxes first.")
+
+        def work():
+            masks = []
+            for i, b in enumerate(boxes):
+                self.session.reset()
+                masks.append(self.session.predict(box=b).mask)
+                if progress is not None:
+                    progress((i + 1) / len(boxes))
+            self.session.reset()
+            return masks
+
+        def done(masks):
+            n = self.commit_masks(masks)
+            with self.boxes.events.data.blocker():
+                self.boxes.data = []
+            if on_done is not None:
+                on_done(n)
+
+        return start_worker(work, on_returned=done)
+
+    def commit_masks(self, masks) -> int:
+        """Commit several masks as one undo step; return how many were written."""
+        inst, classes = self._classes()
+        edits = [e for m in masks if (e := commit_mask(self.labels_layer.data, m, inst,
+                                                      class_id=self.class_id, overwrite=self.overwrite))]
+        if edits:
+            self.history.append(edits)
+            self._write_back(inst, classes)
+        return len(edits)
+
+    def find_candidates(self, *, spacing: float = 32.0, min_area_nm2: float = 0.0, on_done=None, progress=None):
+        """Segment everything into a 'candidates' layer to accept or reject in bulk."""
+        ps = layer_pixel_size(self.image_layer)
+        min_px = int(np.ceil(min_area_nm2 / ps.area_nm2)) if ps.calibrated and min_area_nm2 else 10
+
+        def done(cand):
+            if CANDIDATES_LAYER in self.viewer.layers:
+                self.viewer.layers.remove(CANDIDATES_LAYER)
+            img = self.image_layer
+            self.viewer.add_labels(cand, name=CANDIDATES_LAYER, opacity=0.5, scale=img.scale[-2:],
+                                   translate=img.translate[-2:], units=img.units[-2:])
+            if on_done is not None:
+                on_done(int(cand.max()))
+
+        return start_worker(segment_everything, self.session, spacing=spacing, min_area_px=min_px,
+                            progress=progress, on_returned=done)
+
+    def accept_candidates(self) -> int:
+        """Commit every remaining candidate (erase unwanted ones first) as one undo step."""
+        if CANDIDATES_LAYER not in self.viewer.layers:
+            return 0
+        cand = np.asarray(self.viewer.layers[CANDIDATES_LAYER].data)
+        masks = [cand == i for i in np.unique(cand) if i > 0]
+        n = self.commit_masks(masks)
+        self.viewer.layers.remove(CANDIDATES_LAYER)
+        return n
+
+    def reject_candidates(self):
+        """Drop every candidate."""
+        if CANDIDATES_LAYER in self.viewer.layers:
+            self.viewer.layers.remove(CANDIDATES_LAYER)
+
+    # -- classes -----------------------------------------------------------------------
+
+    def add_class(self, name: str, color: str) -> int:
+        """Add a class to the target layer's class table; return its id."""
+        inst, classes = self._classes()
+        new_id = max((c.id for c in classes), default=0) + 1
+        classes.add(DefectClass(new_id, name, color))
+        self._write_back(inst, classes)
+        return new_id
+
+
+def shortcuts_html() -> str:
+    """The keyboard shortcuts as an HTML list for the dock."""
+    return "<br>".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in SHORTCUTS.items())

@@ -1,0 +1,235 @@
+"""Label dock: click and box prompts to classed instance labels.
+
+A thin shell around :class:`~napari_microseg.gui.labeling.LabelingController`:
+it picks the image, the target Labels layer, the model and the class, and
+offers commit/undo, box batches and segment-everything. The model list holds
+only models that can really run: SAM2 when its weights are found, the offline
+promptable model when installed, and the classical Otsu-flood baseline. Random
+weights are never offered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    create_widget,
+)
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
+
+from ...core.classes import DEFAULT_CLASSES
+from ...core.errors import MicrosegError
+from ..labeling import LabelingController, shortcuts_html
+from ..layer_data import labels_layer, layer_classes, layer_pixel_size
+
+if TYPE_CHECKING:
+    import napari
+
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
+
+
+def usable_backends() -> tuple[list[str], str]:
+    """Backends that can run here, best first, and a note on what is missing."""
+    from ...core.weights import MODELS, find_weights, missing_weights_message
+
+    names, notes = [], []
+    try:
+        import sam2  # noqa: F401
+
+        have_sam2 = True
+    except ImportError:
+        have_sam2 = False
+        notes.append("SAM2 is not installed.")
+    if have_sam2:
+        for model_id in MODELS:
+            if find_weights(model_id) is not None:
+                names.append(model_id)
+        if not names:
+            notes.append("No SAM2 weights found. " + missing_weights_message("sam2.1-tiny"))
+    try:
+        from ...core.promptable import load_default  # noqa: F401
+
+        names.append("microseg-promptable")
+    except ImportError:
+        notes.append("The offline promptable model is not installed.")
+    names.append("otsu-flood")
+    return names, " ".join(notes)
+
+
+def build_backend(name: str):
+    """The backend called ``name`` (real weights only)."""
+    from ...core.prompting.registry import make_backend
+
+    return make_backend(name)
+
+
+class LabelWidget(QWidget):
+    """Dock widget: interactive labeling with point and box prompts."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._viewer = viewer
+        self.controller: LabelingController | None = None
+        names, note = usable_backends()
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.labels = create_widget(annotation="napari.layers.Labels", label="labels", options={"nullable": True})
+        self.model = ComboBox(label="model", choices=names, value=names[0])
+        self.start_button = PushButton(text="Start labeling (prepare image)")
+        self.klass = ComboBox(label="class", choices=[c.name for c in DEFAULT_CLASSES])
+        self.new_class = LineEdit(label="new class", value="")
+        self.add_class_button = PushButton(text="Add class")
+        self.overwrite = CheckBox(text="paint over existing objects", value=False)
+        self.commit_button = PushButton(text="Commit (C)")
+        self.undo_button = PushButton(text="Undo (Ctrl+Z)")
+        self.clear_button = PushButton(text="Clear prompts (Shift+C)")
+        self.load_boxes_button = PushButton(text="Load box file…")
+        self.boxes_button = PushButton(text="Segment every box")
+        self.spacing = FloatSpinBox(label="grid spacing (px)", min=4, max=512, value=32)
+        self.min_area = FloatSpinBox(label="min size (nm²)", min=0, max=1e9, value=4.0)
+        self.everything_button = PushButton(text="Segment everything")
+        self.accept_button = PushButton(text="Accept candidates")
+        self.reject_button = PushButton(text="Reject candidates")
+        self.params = Container(widgets=[
+            self.image, self.labels, self.model, self.start_button, self.klass, self.new_class,
+            self.add_class_button, self.overwrite, self.commit_button, self.undo_button,
+            self.clear_button, self.load_boxes_button, self.boxes_button, self.spacing,
+            self.min_area, self.everything_button, self.accept_button, self.reject_button,
+        ])
+        self.status = QLabel(note or "Pick an image and press Start.")
+        self.status.setWordWrap(True)
+        self.help = QLabel(shortcuts_html())
+        self.help.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        for w in (self.params.native, self.status, self.help):
+            layout.addWidget(w)
+        self.start_button.changed.connect(self.start)
+        self.klass.changed.connect(self._on_class)
+        self.add_class_button.changed.connect(self._on_add_class)
+        self.overwrite.changed.connect(self._on_overwrite)
+        self.commit_button.changed.connect(lambda: self._call("commit"))
+        self.undo_button.changed.connect(lambda: self._call("undo"))
+        self.clear_button.changed.connect(lambda: self._call("clear"))
+        self.load_boxes_button.changed.connect(self._on_load_boxes)
+        self.boxes_button.changed.connect(self._on_boxes)
+        self.everything_button.changed.connect(self._on_everything)
+        self.accept_button.changed.connect(lambda: self._call("accept_candidates"))
+        self.reject_button.changed.connect(lambda: self._call("reject_candidates"))
+        viewer.layers.events.inserted.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self.reset_choices)
+
+    def reset_choices(self, *_):
+        """Refresh the layer pickers."""
+        self.image.reset_choices()
+        self.labels.reset_choices()
+
+    def _say(self, text: str):
+        self.status.setText(text)
+
+    def start(self, *_):
+        """Build the model, create the target layer if needed, prepare the image."""
+        from napari.utils.notifications import show_error
+
+        image = self.image.value
+        if image is None:
+            show_error("Open a micrograph first.")
+            return None
+        try:
+            backend = build_backend(self.model.value)
+        except MicrosegError as e:
+            show_error(str(e))
+            return None
+        target = self.labels.value
+        if target is None or tuple(target.data.shape) != tuple(image.data.shape[:2]):
+            data, kw, _ = labels_layer(np.zeros(image.data.shape[:2], np.int32),
+                                       pixel_size=layer_pixel_size(image), name=f"{image.name} labels")
+            target = self._viewer.add_labels(data, **kw)
+            self.labels.value = target
+        from ...core.prompting.embedding_cache import EmbeddingCache
+
+        cache = EmbeddingCache() if getattr(backend, "needs_embedding", False) else None
+        self.controller = LabelingController(self._viewer, backend, cache)
+        self._on_overwrite()
+        self._sync_classes(target)
+        self._say(f"Preparing {image.name} with {backend.name}…")
+        try:
+            return self.controller.set_target(image, target, on_ready=lambda s: self._say(s + " — click on objects."))
+        except MicrosegError as e:
+            show_error(str(e))
+            return None
+
+    def _sync_classes(self, target):
+        _, classes = layer_classes(target)
+        names = [c.name for c in classes]
+        with self.klass.changed.blocked():
+            self.klass.choices = names
+            self.klass.value = names[0] if names else None
+        self._on_class()
+
+    def _on_class(self, *_):
+        if self.controller is None or self.controller.labels_layer is None or self.klass.value is None:
+            return
+        _, classes = layer_classes(self.controller.labels_layer)
+        self.controller.class_id = classes.id_of(self.klass.value)
+
+    def _on_add_class(self, *_):
+        from napari.utils.notifications import show_error
+
+        name = self.new_class.value.strip()
+        if not name or self.controller is None:
+            return
+        try:
+            n = len(self.klass.choices)
+            self.controller.add_class(name, PALETTE[n % len(PALETTE)])
+        except MicrosegError as e:
+            show_error(str(e))
+            return
+        self._sync_classes(self.controller.labels_layer)
+        self.klass.value = name
+        self.new_class.value = ""
+
+    def _on_overwrite(self, *_):
+        if self.controller is not None:
+            self.controller.overwrite = self.overwrite.value
+
+    def _call(self, method: str):
+        if self.controller is None:
+            self._say("Press Start first.")
+            return None
+        out = getattr(self.controller, method)()
+        self._say(self.controller.status)
+        return out
+
+    def _on_load_boxes(self, *_):
+        if self.controller is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Boxes (ymin xmin ymax xmax per line)", "", "Text (*.txt)")
+        if path:
+            try:
+                self._say(f"Loaded {self.controller.load_boxes(path)} boxes.")
+            except MicrosegError as e:
+                self._say(str(e))
+
+    def _on_boxes(self, *_):
+        if self.controller is None:
+            return None
+        try:
+            return self.controller.segment_all_boxes(on_done=lambda n: self._say(f"Committed {n} objects from boxes."))
+        except MicrosegError as e:
+            self._say(str(e))
+            return None
+
+    def _on_everything(self, *_):
+        if self.controller is None:
+            return None
+        self._say("Segmenting everything…")
+        return self.controller.find_candidates(
+            spacing=self.spacing.value, min_area_nm2=self.min_area.value,
+            on_done=lambda n: self._say(f"{n} candidates: erase the wrong ones, then Accept or Reject."),
+        )

@@ -1,0 +1,224 @@
+"""Label dock: prompts to classed instances, commit/undo, boxes, segment-everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from skimage.draw import disk
+
+from napari_microseg.core.calibration import PixelSize
+from napari_microseg.gui.layer_data import labels_layer, layer_classes
+
+pytestmark = pytest.mark.gui
+
+
+@dataclass
+class MouseEvent:
+    """The fields napari's mouse dispatch hands to layer callbacks."""
+
+    type: str
+    position: tuple
+    button: int = 1
+    modifiers: list = field(default_factory=list)
+    is_dragging: bool = False
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    view_direction: tuple | None = None
+    up_direction: tuple | None = None
+    dims_displayed: list = field(default_factory=lambda: [0, 1])
+    handled: bool = False
+
+
+def click(layer, world_yx, button=1, modifiers=()):
+    """Press and release at a world position through napari's callback dispatch."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    event = MouseEvent("mouse_press", tuple(world_yx), button, list(modifiers))
+    mouse_press_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
+    event.type = "mouse_release"
+    mouse_release_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
+
+
+def press(layer, key):
+    """Run the layer's own key binding for ``key`` as napari would."""
+    bindings = {str(k): func for k, func in layer.keymap.items()}
+    bindings[key](layer)
+
+
+@pytest.fixture
+def scene():
+    img = np.full((160, 200), 200, np.uint8)
+    truth = np.zeros(img.shape, np.int32)
+    for i, (r, c, rad) in enumerate([(40, 50, 12), (100, 140, 15), (120, 40, 9)], start=1):
+        truth[disk((r, c), rad)] = i
+    img[truth > 0] = 60
+    img = (img + np.random.default_rng(0).normal(0, 8, img.shape)).clip(0, 255).astype(np.uint8)
+    return img, truth
+
+
+@pytest.fixture
+def labeled(make_napari_viewer, qtbot, scene):
+    from napari_microseg.core.prompting.registry import make_backend
+    from napari_microseg.gui.labeling import LabelingController
+
+    img, truth = scene
+    viewer = make_napari_viewer()
+    ps = PixelSize.isotropic(0.5, "user")
+    image = viewer.add_image(img, scale=ps.scale, metadata={"pixel_size": ps.to_dict()})
+    data, kw, _ = labels_layer(np.zeros(img.shape, np.int32), pixel_size=ps, name="objects")
+    target = viewer.add_labels(data, **kw)
+    ctl = LabelingController(viewer, make_backend("otsu-flood"))
+    ctl.set_target(image, target)
+    qtbot.waitUntil(lambda: ctl.ready, timeout=20000)
+    return viewer, ctl, truth
+
+
+def wait_preview(qtbot, ctl):
+    qtbot.waitUntil(lambda: not ctl._busy and not ctl._dirty, timeout=20000)
+
+
+def iou(a, b):
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def test_click_preview_commit_undo_with_classes(labeled, qtbot):
+    viewer, ctl, truth = labeled
+    # A real click through napari's mouse dispatch, in world (nm) coordinates.
+    click(ctl.points, (40 * 0.5, 50 * 0.5))
+    wait_preview(qtbot, ctl)
+    assert len(ctl.points.data) == 1 and bool(ctl.points.features["positive"].iloc[0])
+    assert iou(ctl.preview.data > 0, truth == 1) > 0.8
+    ctl.class_id = 3  # black dot
+    edit = ctl.commit()
+    target = ctl.labels_layer
+    assert edit.label == 1 and iou(target.data == 1, truth == 1) > 0.8
+    inst, classes = layer_classes(target)
+    assert inst == {1: 3} and classes[3].name == "black dot"
+    assert len(ctl.points.data) == 0 and not ctl.preview.data.any()
+    # second object; existing labels are preserved
+    ctl.add_click((100, 140), 1)
+    wait_preview(qtbot, ctl)
+    ctl.class_id = 1
+    ctl.commit()
+    assert set(np.unique(target.data)) == {0, 1, 2}
+    assert layer_classes(target)[0] == {1: 3, 2: 1}
+    # undo the last commit: object 2 and its class are gone, object 1 stays
+    assert ctl.undo()
+    assert set(np.unique(target.data)) == {0, 1}
+    assert layer_classes(target)[0] == {1: 3}
+    assert ctl.undo() and not target.data.any()
+    assert not ctl.undo()
+
+
+def test_negative_click_and_keyboard_shortcuts(labeled, qtbot):
+    viewer, ctl, truth = labeled
+    click(ctl.points, (40 * 0.5, 50 * 0.5))
+    click(ctl.points, (100 * 0.5, 140 * 0.5), button=2)  # right click: negative
+    wait_preview(qtbot, ctl)
+    assert list(ctl.points.features["positive"]) == [True, False]
+    # keyboard shortcut bound on the prompt layer: C commits
+    press(ctl.points, "C")
+    assert ctl.labels_layer.data.max() == 1
+    press(ctl.points, "Ctrl+Z")
+    assert ctl.labels_layer.data.max() == 0
+    ctl.add_click((120, 40), 1)
+    wait_preview(qtbot, ctl)
+    press(ctl.points, "Shift+C")
+    assert len(ctl.points.data) == 0 and not ctl.preview.data.any()
+
+
+def test_commit_preserves_existing_unless_overwrite(labeled, qtbot):
+    viewer, ctl, truth = labeled
+    ctl.labels_layer.data[40, 40:60] = 7  # a stroke already painted through object 1
+    ctl.add_click((40, 50), 1)
+    wait_preview(qtbot, ctl)
+    ctl.commit()
+    assert np.count_nonzero(ctl.labels_layer.data == 7) == 20
+    ctl.undo()
+    ctl.overwrite = True
+    ctl.add_click((40, 50), 1)
+    wait_preview(qtbot, ctl)
+    ctl.commit()
+    assert np.count_nonzero(ctl.labels_layer.data == 7) == 0
+
+
+def test_box_prompts_batch_and_box_file(labeled, qtbot, tmp_path):
+    viewer, ctl, truth = labeled
+    f = tmp_path / "boxes.txt"
+    f.write_text("# ymin xmin ymax xmax\n26 36 54 64\n83 123 117 157\n109 29 131 51\n")
+    assert ctl.load_boxes(f) == 3
+    ctl.class_id = 1
+    done = []
+    ctl.segment_all_boxes(on_done=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=20000)
+    assert done == [3]
+    lab = ctl.labels_layer.data
+    for i in (1, 2, 3):
+        best = max(iou(lab == j, truth == i) for j in np.unique(lab[truth == i]) if j)
+        assert best > 0.8
+    assert layer_classes(ctl.labels_layer)[0] == {1: 1, 2: 1, 3: 1}
+    assert len(ctl.boxes.data) == 0
+    ctl.undo()  # one undo removes the whole batch
+    assert not lab.any()
+
+
+def test_single_drawn_box_updates_preview(labeled, qtbot):
+    viewer, ctl, truth = labeled
+    ctl.boxes.add_rectangles([np.array([[85, 125], [116, 156]])])
+    wait_preview(qtbot, ctl)
+    qtbot.waitUntil(lambda: ctl.preview.data.any(), timeout=20000)
+    assert iou(ctl.preview.data > 0, truth == 2) > 0.8
+
+
+def test_segment_everything_accept(labeled, qtbot):
+    viewer, ctl, truth = labeled
+    found = []
+    ctl.find_candidates(spacing=12, min_area_nm2=10.0, on_done=found.append)
+    qtbot.waitUntil(lambda: bool(found), timeout=60000)
+    assert found[0] >= 3
+    cand = viewer.layers["candidates"].data
+    for i in (1, 2, 3):
+        assert max(iou(cand == j, truth == i) for j in np.unique(cand[truth == i]) if j) > 0.7
+    n = ctl.accept_candidates()
+    assert n == found[0] and "candidates" not in viewer.layers
+    assert ctl.labels_layer.data.max() == n
+
+
+def test_label_dock_offers_no_random_weights(make_napari_viewer, monkeypatch, tmp_path):
+    from napari_microseg.gui.widgets.label import LabelWidget, usable_backends
+
+    monkeypatch.setenv("MICROSEG_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.delenv("MICROSEG_SAM2_CHECKPOINT", raising=False)
+    names, note = usable_backends()
+    assert not any(n.startswith("sam2") for n in names)
+    assert "otsu-flood" in names
+    assert "sam2.1_hiera_tiny.pt" in note and str(tmp_path) in note
+    viewer = make_napari_viewer()
+    w = LabelWidget(viewer)
+    assert list(w.model.choices) == names
+    assert "sam2.1_hiera_tiny.pt" in w.status.text()
+
+
+def test_label_dock_start_creates_target_and_classes(make_napari_viewer, qtbot, scene):
+    from napari_microseg.gui.widgets.label import LabelWidget
+
+    img, truth = scene
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="tem")
+    w = LabelWidget(viewer)
+    w.reset_choices()
+    w.model.value = "otsu-flood"
+    w.start()
+    qtbot.waitUntil(lambda: w.controller is not None and w.controller.ready, timeout=20000)
+    assert "tem labels" in viewer.layers
+    w.new_class.value = "dislocation segment"
+    w._on_add_class()
+    assert w.klass.value == "dislocation segment"
+    _, classes = layer_classes(viewer.layers["tem labels"])
+    assert w.controller.class_id == classes.id_of("dislocation segment")
+    w.controller.add_click((100, 140), 1)
+    qtbot.waitUntil(lambda: not w.controller._busy and w.controller.preview.data.any(), timeout=20000)
+    w.commit_button.clicked.emit()
+    assert layer_classes(viewer.layers["tem labels"])[0] == {1: classes.id_of("dislocation segment")}
