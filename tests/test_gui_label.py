@@ -222,3 +222,33 @@ def test_label_dock_start_creates_target_and_classes(make_napari_viewer, qtbot, 
     qtbot.waitUntil(lambda: not w.controller._busy and w.controller.preview.data.any(), timeout=20000)
     w.commit_button.clicked.emit()
     assert layer_classes(viewer.layers["tem labels"])[0] == {1: classes.id_of("dislocation segment")}
+
+
+@pytest.mark.slow
+def test_sam2_plumbing_in_the_dock_with_random_weights(make_napari_viewer, qtbot, scene, tmp_path):
+    """SAM2 built with random weights through the explicit test switch: the embedding is
+    computed in a worker, cached, and a click gives a full-size preview (masks mean nothing)."""
+    from napari_microseg.gui.torch_guard import block_triton
+
+    block_triton()  # as the Label dock does, before sam2 pulls in torchvision
+    from napari_microseg.core.prompting.embedding_cache import EmbeddingCache
+    from napari_microseg.core.prompting.sam2_backend import Sam2Backend
+    from napari_microseg.gui.labeling import LabelingController
+
+    img, _ = scene
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img)
+    target = viewer.add_labels(np.zeros(img.shape, np.int32))
+    backend = Sam2Backend("sam2.1-tiny", allow_random_weights=True)
+    ctl = LabelingController(viewer, backend, EmbeddingCache(tmp_path))
+    ctl.set_target(image, target)
+    qtbot.waitUntil(lambda: ctl.ready, timeout=120000)
+    assert ctl.status.endswith("computed") and backend.n_encoder_calls == 1
+    ctl.add_click((100, 140), 1)
+    qtbot.waitUntil(lambda: not ctl._busy and ctl._last_pred is not None, timeout=60000)
+    assert ctl._last_pred.mask.shape == img.shape
+    # Same image again: served from the disk cache, no new encoder pass.
+    ctl2 = LabelingController(viewer, backend, EmbeddingCache(tmp_path))
+    ctl2.set_target(image, target)
+    qtbot.waitUntil(lambda: ctl2.ready, timeout=60000)
+    assert "cache hit" in ctl2.status and backend.n_encoder_calls == 1

@@ -70,6 +70,7 @@ class LabelingController:
         self._busy = False
         self._dirty = False
         self._last_pred = None
+        self._cancel = False
         self.status = ""
 
     # -- set up ----------------------------------------------------------------------
@@ -90,9 +91,11 @@ class LabelingController:
         self.ready = False
         self._ensure_layers()
         contrast = tuple(image_layer.contrast_limits)
+        self._cancel = False
 
         def work():
-            return self.session.set_image(data, contrast_limits=contrast, progress=progress)
+            return self.session.set_image(data, contrast_limits=contrast, progress=progress,
+                                          cancel=lambda: self._cancel)
 
         def done(status):
             self.ready = True
@@ -100,7 +103,11 @@ class LabelingController:
             if on_ready is not None:
                 on_ready(self.status)
 
-        return start_worker(work, on_returned=done)
+        return start_worker(work, on_returned=done, progress_bar={"desc": "Preparing image"})
+
+    def cancel_preparation(self):
+        """Stop a running embedding between two tiles."""
+        self._cancel = True
 
     def _ensure_layers(self):
         v, img = self.viewer, self.image_layer
@@ -294,7 +301,7 @@ class LabelingController:
             if on_done is not None:
                 on_done(n)
 
-        return start_worker(work, on_returned=done)
+        return start_worker(work, on_returned=done, progress_bar={"desc": "Segmenting boxes"})
 
     def commit_masks(self, masks) -> int:
         """Commit several masks as one undo step; return how many were written."""
@@ -321,7 +328,8 @@ class LabelingController:
                 on_done(int(cand.max()))
 
         return start_worker(segment_everything, self.session, spacing=spacing, min_area_px=min_px,
-                            progress=progress, on_returned=done)
+                            progress=progress, on_returned=done,
+                            progress_bar={"desc": "Segmenting everything"})
 
     def accept_candidates(self) -> int:
         """Commit every remaining candidate (erase unwanted ones first) as one undo step."""

@@ -13,7 +13,7 @@ def start_worker(
     *args,
     on_returned: Callable | None = None,
     on_finished: Callable | None = None,
-    progress: dict | None = None,
+    progress_bar: dict | None = None,
     **kwargs,
 ):
     """Start ``func(*args, **kwargs)`` in a thread; report errors as notifications.
@@ -26,9 +26,10 @@ def start_worker(
         Called in the GUI thread with the result.
     on_finished : callable, optional
         Called in the GUI thread when the worker ends, whatever the outcome.
-    progress : dict, optional
+    progress_bar : dict, optional
         Passed to napari's ``create_worker`` (``{"total": n, "desc": ...}``) to
-        show a progress bar in the activity dock.
+        show a progress bar in the activity dock. Other keyword arguments
+        (``progress=`` included) go to ``func``.
 
     Returns
     -------
@@ -36,7 +37,7 @@ def start_worker(
         The started napari ``WorkerBase``; ``worker.quit()`` cancels a
         generator worker at its next yield.
     """
-    worker = create_worker(func, *args, _progress=progress or False, **kwargs)
+    worker = create_worker(func, *args, _progress=progress_bar or False, **kwargs)
     if on_returned is not None:
         worker.returned.connect(on_returned)
     if on_finished is not None:

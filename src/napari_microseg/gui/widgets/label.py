@@ -28,6 +28,9 @@ from ...core.classes import DEFAULT_CLASSES
 from ...core.errors import MicrosegError
 from ..labeling import LabelingController, shortcuts_html
 from ..layer_data import labels_layer, layer_classes, layer_pixel_size
+from ..torch_guard import block_triton
+
+block_triton()  # before sam2/torchvision are imported into the GUI process
 
 if TYPE_CHECKING:
     import napari
@@ -63,11 +66,11 @@ def usable_backends() -> tuple[list[str], str]:
     return names, " ".join(notes)
 
 
-def build_backend(name: str):
-    """The backend called ``name`` (real weights only)."""
+def build_backend(name: str, checkpoint=None):
+    """The backend called ``name`` (real weights only; ``checkpoint`` for SAM2)."""
     from ...core.prompting.registry import make_backend
 
-    return make_backend(name)
+    return make_backend(name, checkpoint=checkpoint) if checkpoint else make_backend(name)
 
 
 class LabelWidget(QWidget):
@@ -81,7 +84,14 @@ class LabelWidget(QWidget):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels = create_widget(annotation="napari.layers.Labels", label="labels", options={"nullable": True})
         self.model = ComboBox(label="model", choices=names, value=names[0])
+        from ...core.weights import MODELS
+
+        self._checkpoints: dict[str, str] = {}
+        self.sam2_model = ComboBox(label="SAM2 weights for", choices=list(MODELS), value="sam2.1-tiny")
+        self.weights_file_button = PushButton(text="Use a SAM2 weights file…")
+        self.download_button = PushButton(text="Download SAM2 weights (unverified checksum)")
         self.start_button = PushButton(text="Start labeling (prepare image)")
+        self.cancel_button = PushButton(text="Cancel preparation", enabled=False)
         self.klass = ComboBox(label="class", choices=[c.name for c in DEFAULT_CLASSES])
         self.new_class = LineEdit(label="new class", value="")
         self.add_class_button = PushButton(text="Add class")
@@ -97,7 +107,8 @@ class LabelWidget(QWidget):
         self.accept_button = PushButton(text="Accept candidates")
         self.reject_button = PushButton(text="Reject candidates")
         self.params = Container(widgets=[
-            self.image, self.labels, self.model, self.start_button, self.klass, self.new_class,
+            self.image, self.labels, self.model, self.sam2_model, self.weights_file_button,
+            self.download_button, self.start_button, self.cancel_button, self.klass, self.new_class,
             self.add_class_button, self.overwrite, self.commit_button, self.undo_button,
             self.clear_button, self.load_boxes_button, self.boxes_button, self.spacing,
             self.min_area, self.everything_button, self.accept_button, self.reject_button,
@@ -110,6 +121,9 @@ class LabelWidget(QWidget):
         for w in (self.params.native, self.status, self.help):
             layout.addWidget(w)
         self.start_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self._on_cancel)
+        self.weights_file_button.changed.connect(self._on_weights_file)
+        self.download_button.changed.connect(self._on_download)
         self.klass.changed.connect(self._on_class)
         self.add_class_button.changed.connect(self._on_add_class)
         self.overwrite.changed.connect(self._on_overwrite)
@@ -141,7 +155,7 @@ class LabelWidget(QWidget):
             show_error("Open a micrograph first.")
             return None
         try:
-            backend = build_backend(self.model.value)
+            backend = build_backend(self.model.value, self._checkpoints.get(self.model.value))
         except MicrosegError as e:
             show_error(str(e))
             return None
@@ -158,11 +172,58 @@ class LabelWidget(QWidget):
         self._on_overwrite()
         self._sync_classes(target)
         self._say(f"Preparing {image.name} with {backend.name}…")
+        self.cancel_button.enabled = True
+
+        def ready(status):
+            self.cancel_button.enabled = False
+            self._say(status + " — click on objects.")
+
         try:
-            return self.controller.set_target(image, target, on_ready=lambda s: self._say(s + " — click on objects."))
+            worker = self.controller.set_target(image, target, on_ready=ready)
         except MicrosegError as e:
+            self.cancel_button.enabled = False
             show_error(str(e))
             return None
+        worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
+        return worker
+
+    def _on_cancel(self, *_):
+        if self.controller is not None:
+            self.controller.cancel_preparation()
+            self._say("Preparation cancelled; press Start to try again.")
+
+    def _add_model(self, model_id: str):
+        names = list(self.model.choices)
+        if model_id not in names:
+            self.model.choices = [model_id, *names]
+        self.model.value = model_id
+
+    def _on_weights_file(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self, "SAM2 checkpoint", "", "PyTorch checkpoint (*.pt *.pth)")
+        if path:
+            self.use_weights_file(self.sam2_model.value, path)
+
+    def use_weights_file(self, model_id: str, path: str):
+        """Use ``path`` as the checkpoint of ``model_id`` in this session."""
+        self._checkpoints[model_id] = str(path)
+        self._add_model(model_id)
+        self._say(f"{model_id} will use {path}. Press Start.")
+
+    def _on_download(self, *_):
+        from ...core.weights import download
+        from ..workers import start_worker
+
+        model_id = self.sam2_model.value
+        self._say(f"Downloading {model_id}… (no official checksum is published; the file's SHA-256 "
+                  "is recorded after download)")
+
+        def done(path):
+            self._checkpoints[model_id] = str(path)
+            self._add_model(model_id)
+            self._say(f"Downloaded {path}.")
+
+        return start_worker(download, model_id, verify=False, progress=False, on_returned=done,
+                            progress_bar={"desc": f"Downloading {model_id}"})
 
     def _sync_classes(self, target):
         _, classes = layer_classes(target)
