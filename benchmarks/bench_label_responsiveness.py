@@ -49,6 +49,10 @@ def main() -> dict:
             app.processEvents()
             time.sleep(0.001)
 
+    def pause(seconds: float):
+        end = time.perf_counter() + seconds
+        run_until(lambda: time.perf_counter() > end)
+
     def max_gap(start: int) -> float:
         t = np.asarray(ticks[start:])
         return float(np.diff(t).max()) if t.size > 1 else float("nan")
@@ -71,11 +75,9 @@ def main() -> dict:
         run_until(lambda: not ctl._busy and not ctl._dirty and ctl._last_pred is not None)
         app.processEvents()
         latencies.append(time.perf_counter() - t0)
-        settle = time.perf_counter()  # a user pauses between clicks
-        run_until(lambda: time.perf_counter() - settle > 0.1)
+        pause(0.1)  # a user pauses between clicks
         ctl.next_object()
-        settle = time.perf_counter()
-        run_until(lambda: time.perf_counter() - settle > 0.1)
+        pause(0.1)
     click_gap = max_gap(mark)
     timer.stop()
     viewer.close()
