@@ -37,15 +37,24 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the --max-objects draw")
     p.add_argument("--json", metavar="OUT.json", help="write the full results as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="plot mean IoU against clicks")
+    p.add_argument(
+        "--random-sam2-weights-for-testing",
+        action="store_true",
+        help="TEST ONLY: build SAM2 backends with random weights to check the harness "
+        "end to end; the scores mean nothing",
+    )
     p.set_defaults(func=run)
 
 
-def _backend(name: str):
+def _backend(name: str, random_sam2: bool = False):
     """A backend, or for the oracle a per-sample factory."""
     from ..core.prompting.registry import make_backend
 
     if name == "oracle":
         return lambda sample: make_backend("oracle", labels=sample.target)
+    if random_sam2 and name.startswith("sam2"):
+        print(f"WARNING: {name} has RANDOM weights (test only): its scores mean nothing.")
+        return make_backend(name, allow_random_weights=True)
     return make_backend(name)
 
 
@@ -59,7 +68,9 @@ def run(args) -> int:
     layout = detect_layout(args.dataset)
     if layout == "boxes" and "oracle" in args.backend:
         raise MicrosegError("The oracle needs instance masks; this dataset only has boxes.")
-    backends = {name: _backend(name) for name in args.backend}  # fail before loading images
+    backends = {  # fail before loading images
+        name: _backend(name, args.random_sam2_weights_for_testing) for name in args.backend
+    }
     _, samples = load_dataset(args.dataset, args.images, args.limit)
     dataset = Path(args.dataset).name
 
