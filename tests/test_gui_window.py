@@ -9,6 +9,18 @@ import pytest
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
+@pytest.fixture
+def sample_window(make_napari_viewer):
+    """A shown 1600 x 1000 napari window with every widget docked and the TEM sample open."""
+    from napari_microseg.gui.launch import dock_all
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    docked = dock_all(viewer)
+    viewer.open_sample("napari-microseg", "tem_loops")
+    return viewer, docked
+
+
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run the suite under xvfb-run)")
 def test_real_window_docks_every_widget(make_napari_viewer, qtbot, artifacts_dir):
     from napari_microseg.gui.launch import dock_all, sample_keys, widget_names
@@ -50,16 +62,11 @@ def test_real_window_docks_every_widget(make_napari_viewer, qtbot, artifacts_dir
 
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run the suite under xvfb-run)")
-def test_real_window_measure_and_evaluate(make_napari_viewer, qtbot, artifacts_dir):
+def test_real_window_measure_and_evaluate(sample_window, qtbot, artifacts_dir):
     """Measure the sample's truth, colour by size, evaluate a damaged copy; screenshots."""
     import numpy as np
 
-    from napari_microseg.gui.launch import dock_all
-
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    docked = dock_all(viewer)
-    viewer.open_sample("napari-microseg", "tem_loops")
+    viewer, docked = sample_window
     image, truth = viewer.layers
     truth.opacity = 0.8
     viewer.reset_view()
@@ -99,16 +106,11 @@ def test_real_window_measure_and_evaluate(make_napari_viewer, qtbot, artifacts_d
 
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run the suite under xvfb-run)")
-def test_real_window_label_dock(make_napari_viewer, qtbot, artifacts_dir):
-    """Start labeling on the sample with the classical backend, click, commit; screenshot."""
+def test_real_window_label_dock(sample_window, qtbot, artifacts_dir):
+    """Start labeling on the sample with the best offline backend, click, commit; screenshot."""
     import numpy as np
 
-    from napari_microseg.gui.launch import dock_all
-
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    docked = dock_all(viewer)
-    viewer.open_sample("napari-microseg", "tem_loops")
+    viewer, docked = sample_window
     image, truth = viewer.layers
     truth.visible = False
     viewer.reset_view()
