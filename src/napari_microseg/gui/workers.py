@@ -13,6 +13,7 @@ def start_worker(
     *args,
     on_returned: Callable | None = None,
     on_finished: Callable | None = None,
+    on_errored: Callable | None = None,
     progress_bar: dict | None = None,
     **kwargs,
 ):
@@ -26,6 +27,8 @@ def start_worker(
         Called in the GUI thread with the result.
     on_finished : callable, optional
         Called in the GUI thread when the worker ends, whatever the outcome.
+    on_errored : callable, optional
+        Called in the GUI thread with the exception (besides the notification).
     progress_bar : dict, optional
         Passed to napari's ``create_worker`` (``{"total": n, "desc": ...}``) to
         show a progress bar in the activity dock. Other keyword arguments
@@ -37,11 +40,14 @@ def start_worker(
         The started napari ``WorkerBase``; ``worker.quit()`` cancels a
         generator worker at its next yield.
     """
-    worker = create_worker(func, *args, _progress=progress_bar or False, **kwargs)
+    # Errors become a notification (below), not a re-raise in the Qt event loop.
+    worker = create_worker(func, *args, _progress=progress_bar or False, _ignore_errors=True, **kwargs)
     if on_returned is not None:
         worker.returned.connect(on_returned)
     if on_finished is not None:
         worker.finished.connect(on_finished)
     worker.errored.connect(lambda e: show_error(str(e)))
+    if on_errored is not None:
+        worker.errored.connect(on_errored)
     worker.start()
     return worker
