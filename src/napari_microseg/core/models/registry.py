@@ -1,0 +1,336 @@
+"""Where trained models live, and how they are listed, loaded, added and shared.
+
+A model is a folder ``<name>/`` holding ``model_card.json`` (:mod:`.card`) and
+``weights.pt`` (a state dict with the architecture facts it was saved with).
+Models are looked up, first match wins, in
+
+1. the per-user folder :func:`models_dir` (``MICROSEG_MODELS_DIR``, else
+   ``platformdirs.user_data_dir("napari-microseg")/models``);
+2. the models bundled in the package (``napari_microseg/resources/models``).
+
+Folders whose card has ``task = "promptable"`` (the click/box model of the
+prompt engine) are not runnable models and are skipped. One model travels as
+ONE file: :func:`export_model` writes a zip with the card and the weights (and
+an ensemble's members), :func:`import_model` validates and installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .architectures import build_model
+from .card import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelError, card_task, read_card, valid_name
+from .checkpoint import load_state, read_weights, save_weights
+from .ensemble import check_members
+
+#: Environment variable overriding :func:`models_dir`.
+ENV_MODELS_DIR = "MICROSEG_MODELS_DIR"
+#: Package folder (under ``napari_microseg``) of the bundled models.
+RESOURCE = ("resources", "models")
+#: Folders never listed (the prompt engine's own model).
+SKIPPED_FOLDERS = ("microseg-promptable",)
+
+
+@dataclass
+class ModelEntry:
+    """One model found by :func:`list_models`.
+
+    Attributes
+    ----------
+    name : str
+    folder : Path
+    source : str
+        ``"user"`` or ``"bundled"``.
+    card : ModelCard or None
+        ``None`` when the card is broken (then ``error`` says why).
+    error : str or None
+    """
+
+    name: str
+    folder: Path
+    source: str
+    card: ModelCard | None = None
+    error: str | None = None
+
+
+def models_dir() -> Path:
+    """The per-user model folder (not created)."""
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-microseg")) / "models"
+
+
+def bundled_dir() -> Path | None:
+    """Folder of the models shipped in the package, ``None`` when there is none."""
+    root = resources.files("napari_microseg").joinpath(*RESOURCE)
+    try:
+        path = Path(str(root))
+    except TypeError:  # pragma: no cover - zipped installs are not supported
+        return None
+    return path if path.is_dir() else None
+
+
+def _scan(root: Path | None, source: str) -> list[ModelEntry]:
+    if root is None or not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        card_path = folder / CARD_FILE
+        if folder.name in SKIPPED_FOLDERS or not card_path.is_file():
+            continue
+        if card_task(card_path) == "promptable":
+            continue
+        try:
+            out.append(ModelEntry(folder.name, folder, source, read_card(card_path)))
+        except ModelError as e:
+            out.append(ModelEntry(folder.name, folder, source, None, str(e)))
+    return out
+
+
+def list_models(*, include_broken: bool = False, task: str | None = None) -> list[ModelEntry]:
+    """Runnable models, user models first; a user model hides a bundled one of the same name.
+
+    Parameters
+    ----------
+    include_broken : bool
+        Also list folders whose card cannot be read (``entry.error`` says why).
+    task : str, optional
+        Only ``"semantic"`` or only ``"instance"`` models.
+    """
+    seen, out = set(), []
+    for entry in _scan(models_dir(), "user") + _scan(bundled_dir(), "bundled"):
+        if entry.name in seen:
+            continue
+        seen.add(entry.name)
+        if entry.card is None and not include_broken:
+            continue
+        if task is not None and (entry.card is None or entry.card.task != task):
+            continue
+        out.append(entry)
+    return out
+
+
+def find_model(name: str) -> ModelEntry:
+    """The entry of the model called ``name`` (user folder first)."""
+    for root, source in ((models_dir(), "user"), (bundled_dir(), "bundled")):
+        if root is not None and (root / name / CARD_FILE).is_file() and valid_name(name):
+            return ModelEntry(name, root / name, source)
+    known = ", ".join(e.name for e in list_models()) or "none"
+    raise ModelError(f"No model named {name!r}; available: {known}.")
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def load_folder(folder, device="cpu") -> tuple[nn.Module, ModelCard]:
+    """``(model in eval mode on device, card)`` from a model folder."""
+    folder = Path(folder)
+    card = read_card(folder / CARD_FILE)
+    members = None
+    if card.architecture == "ensemble":
+        names = card.params.get("members") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ModelError(f"{folder / CARD_FILE}: ensemble members must be a list of model names.")
+        members = [load_model(n, device="cpu") for n in names]
+        check_members(card, [c for _, c in members])
+    model = build_model(card, members=members, where=str(folder / CARD_FILE))
+    if members is None:
+        load_state(model, read_weights(folder / WEIGHTS_FILE, card), card, folder / WEIGHTS_FILE)
+    return model.eval().to(_device(device)), card
+
+
+def _device(device):
+    from ..device import select_device
+
+    if isinstance(device, torch.device):
+        return device
+    return select_device(device)
+
+
+def load_model(name, device="auto") -> tuple[nn.Module, ModelCard]:
+    """Load a registered model (or a model folder / exported file given as a path).
+
+    Parameters
+    ----------
+    name : str or Path
+        Registry name, a model folder, or a file written by :func:`export_model`.
+    device : str or torch.device
+        ``"auto"`` (CUDA, MPS, else CPU), ``"cpu"``, ``"cuda"``, ...
+
+    Returns
+    -------
+    (torch.nn.Module, ModelCard)
+        The network in eval mode on ``device`` and its card.
+    """
+    path = Path(name)
+    if path.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = _unpack(path, Path(tmp))
+            return load_folder(folder, device)
+    if path.is_dir() and (path / CARD_FILE).is_file():
+        return load_folder(path, device)
+    return load_folder(find_model(str(name)).folder, device)
+
+
+# -- adding, exporting, importing ----------------------------------------------------------
+
+
+def register_model(
+    model_or_state_dict, card: ModelCard, *, overwrite: bool = False, root=None, half: bool = False
+) -> Path:
+    """Add a trained model to the per-user folder (or ``root``); return its folder.
+
+    The weights are checked against the card (built and loaded) before anything
+    is written. An ensemble card needs no weights (pass ``None``).
+    """
+    root = Path(root) if root is not None else models_dir()
+    card.validate()
+    where = f"model {card.name!r}"
+    if card.architecture == "ensemble":
+        member_cards = [load_model(n, device="cpu")[1] for n in card.params.get("members", [])]
+        check_members(card, member_cards)
+    else:
+        if model_or_state_dict is None:
+            raise ModelError(f"{where}: no weights given.")
+        sd = model_or_state_dict
+        if isinstance(sd, nn.Module):
+            sd = sd.state_dict()
+        state = {k: v.detach().cpu().float() if v.is_floating_point() else v for k, v in sd.items()}
+        load_state(build_model(card, where=where), state, card, where)
+    root.mkdir(parents=True, exist_ok=True)
+    with _staging(root, card.name, overwrite) as tmp:
+        (tmp / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+        if card.architecture != "ensemble":
+            save_weights(tmp / WEIGHTS_FILE, model_or_state_dict, card, half=half)
+    return root / card.name
+
+
+@contextlib.contextmanager
+def _staging(root: Path, name: str, overwrite: bool):
+    """A temporary folder in ``root`` that becomes ``root/name`` on success."""
+    target = root / name
+    if target.exists() and not overwrite:
+        raise ModelError(f"A model named {name!r} already exists in {root}; choose another name.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
+            os.replace(target, old / name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_model(name, path) -> Path:
+    """Write model ``name`` (card + weights; an ensemble with its members) as one zip file."""
+    entry = find_model(str(name))
+    card = read_card(entry.folder / CARD_FILE)
+    path = Path(path)
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        _add_folder(zf, entry.folder, card, "")
+        if card.architecture == "ensemble":
+            for member in card.params.get("members", []):
+                m = find_model(member)
+                _add_folder(zf, m.folder, read_card(m.folder / CARD_FILE), f"members/{member}/")
+    return path
+
+
+def _add_folder(zf: zipfile.ZipFile, folder: Path, card: ModelCard, prefix: str) -> None:
+    zf.writestr(prefix + CARD_FILE, card.to_json())
+    if card.architecture != "ensemble":
+        zf.write(folder / WEIGHTS_FILE, prefix + WEIGHTS_FILE)
+
+
+def _unpack(path: Path, dest: Path) -> Path:
+    """Extract an exported model's files into ``dest/<name>``; return that folder."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if CARD_FILE not in names:
+                raise ModelError(f"{path}: not a napari-microseg model file (no {CARD_FILE}).")
+            for member in names:
+                parts = member.split("/")
+                ok = member in (CARD_FILE, WEIGHTS_FILE) or (
+                    len(parts) == 3 and parts[0] == "members" and valid_name(parts[1])
+                    and parts[2] in (CARD_FILE, WEIGHTS_FILE)
+                )
+                if not ok:
+                    continue
+                target = dest.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ModelError(f"{path}: not a readable napari-microseg model file ({e}).") from None
+    card = read_card(dest / CARD_FILE)
+    folder = dest / "_model" / card.name
+    folder.mkdir(parents=True)
+    for f in (CARD_FILE, WEIGHTS_FILE):
+        if (dest / f).exists():
+            os.replace(dest / f, folder / f)
+    return folder
+
+
+def import_model(path, *, name: str | None = None, overwrite: bool = False, root=None) -> ModelCard:
+    """Install a file written by :func:`export_model` into the per-user folder.
+
+    The model is loaded (built and its weights checked) before it is
+    installed. An ensemble's members are installed first unless a model of
+    that name already exists. ``name`` renames the imported model.
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".import.") as tmp:
+        folder = _unpack(path, Path(tmp))
+        card = read_card(folder / CARD_FILE)
+        members_dir = Path(tmp) / "members"
+        if members_dir.is_dir():
+            for m in sorted(members_dir.iterdir()):
+                if not (root / m.name).exists():
+                    mcard = read_card(m / CARD_FILE)
+                    load_state(build_model(mcard, where=str(path)),
+                               read_weights(m / WEIGHTS_FILE, mcard, path), mcard, path)
+                    with _staging(root, mcard.name, False) as stage:
+                        for f in m.iterdir():
+                            shutil.copy2(f, stage / f.name)
+        if card.architecture != "ensemble":
+            load_state(build_model(card, where=str(path)),
+                       read_weights(folder / WEIGHTS_FILE, card, path), card, path)
+        if name is not None:
+            card = ModelCard.from_dict({**card.to_dict(), "name": name}, where=str(path))
+        with _staging(root, card.name, overwrite) as stage:
+            (stage / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+            if (folder / WEIGHTS_FILE).exists():
+                shutil.copy2(folder / WEIGHTS_FILE, stage / WEIGHTS_FILE)
+    if card.architecture == "ensemble" and root.resolve() == models_dir().resolve():
+        load_model(root / card.name, device="cpu")  # members resolvable and compatible
+    return card
+
+
+def remove_model(name: str) -> None:
+    """Delete a user model (bundled models cannot be removed)."""
+    entry = find_model(name)
+    if entry.source != "user":
+        raise ModelError(f"Model {name!r} is bundled with napari-microseg and cannot be removed.")
+    shutil.rmtree(entry.folder)

@@ -1,0 +1,237 @@
+"""Predict dock: run a registered model on an image, at any size, as layers.
+
+The network runs once, in a worker with progress and cancel; its probabilities
+are kept so that thresholds, minimum size and clean-up re-run live without the
+network. Cancelling leaves every existing layer untouched: layers are written
+only when a run succeeds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
+
+from ...core.errors import MicrosegError
+from ..layer_data import labels_layer, layer_pixel_size
+from ..torch_guard import block_triton
+from ..workers import start_worker
+
+if TYPE_CHECKING:
+    import napari
+
+block_triton()
+
+
+def model_choices() -> tuple[list[str], str]:
+    """Registered semantic/instance models, and a note on broken ones."""
+    from ...core.models.registry import list_models
+
+    entries = list_models(include_broken=True)
+    good = [e.name for e in entries if e.card is not None and e.card.task in ("semantic", "instance")]
+    broken = [f"{e.name}: {e.error}" for e in entries if e.card is None]
+    return good, "; ".join(broken)
+
+
+def run_model(name: str, image, pixel_size, *, tile=None, halo=None, tta=False, progress=None, cancel=None):
+    """Load ``name`` and predict ``image``; returns ``(card, probabilities or InstancePrediction)``."""
+    from ...core.models.inference import predict_probabilities
+    from ...core.models.instances import predict_instances
+    from ...core.models.registry import load_model
+
+    model, card = load_model(name)
+    kw = dict(pixel_size=pixel_size, tile=tile or None, halo=halo or None, progress=progress, cancel=cancel)
+    if card.task == "instance":
+        return card, predict_instances(model, card, image, **kw)
+    return card, predict_probabilities(model, card, image, tta=tta, **kw)
+
+
+class PredictWidget(QWidget):
+    """Dock widget: model → probability, semantic and instance layers."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._viewer = viewer
+        self._cancel = False
+        self.card = self.prob = self.instances = None
+        self._image_layer = None
+        self.thresholds: dict[int, float] = {}
+        names, broken = model_choices()
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.model = ComboBox(label="model", choices=names or ["(no model registered)"])
+        self.import_button = PushButton(text="Import model file…")
+        self.tile = SpinBox(label="tile (0 = model card)", min=0, max=8192, step=64, value=0)
+        self.halo = SpinBox(label="halo (0 = model card)", min=0, max=1024, value=0)
+        self.tta = CheckBox(text="test-time augmentation (8 flips/rotations)", value=False)
+        self.run_button = PushButton(text="Run model")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.klass = ComboBox(label="threshold of class", choices=[])
+        self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1.0, step=0.05, value=0.5)
+        self.min_size = FloatSpinBox(label="min size (nm², px if uncalibrated)", min=0, max=1e9, value=0)
+        self.method = ComboBox(label="instances", choices=["cc", "watershed"], value="cc")
+        self.fill = CheckBox(text="fill holes", value=False)
+        self.open_r = SpinBox(label="opening radius (px)", min=0, max=20, value=0)
+        self.smooth = FloatSpinBox(label="smooth boundaries (σ px)", min=0, max=10, step=0.5, value=0)
+        self.params = Container(widgets=[
+            self.image, self.model, self.import_button, self.tile, self.halo, self.tta, self.run_button,
+            self.cancel_button, self.klass, self.threshold, self.min_size, self.method, self.fill,
+            self.open_r, self.smooth,
+        ])
+        self.status = QLabel(("Broken models: " + broken) if broken else "")
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.params.native)
+        layout.addWidget(self.status)
+        layout.addStretch()
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self._on_cancel)
+        self.import_button.changed.connect(self._on_import)
+        self.klass.changed.connect(self._on_class)
+        self.threshold.changed.connect(self._on_threshold)
+        for w in (self.min_size, self.method, self.fill, self.open_r, self.smooth):
+            w.changed.connect(self.update_outputs)
+        viewer.layers.events.inserted.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self.reset_choices)
+
+    def reset_choices(self, *_):
+        """Refresh the image picker."""
+        self.image.reset_choices()
+
+    def refresh_models(self):
+        """Re-read the model registry."""
+        names, broken = model_choices()
+        self.model.choices = names or ["(no model registered)"]
+        self.status.setText(("Broken models: " + broken) if broken else "")
+
+    def _on_import(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self, "Import a model", "", "napari-microseg model (*.zip)")
+        if path:
+            from ...core.models.registry import import_model
+
+            try:
+                card = import_model(path)
+            except MicrosegError as e:
+                self.status.setText(str(e))
+                return
+            self.refresh_models()
+            self.model.value = card.name
+
+    def _on_cancel(self, *_):
+        self._cancel = True
+
+    def run(self, *_):
+        """Run the chosen model on the chosen image in a worker."""
+        from napari.utils.notifications import show_error
+
+        layer = self.image.value
+        if layer is None or self.model.value not in model_choices()[0]:
+            show_error("Choose an image and a registered model.")
+            return None
+        data = layer.data
+        ps = layer_pixel_size(layer)
+        self._cancel = False
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.setText(f"Running {self.model.value} on {layer.name}…")
+
+        def done(out):
+            self._image_layer = layer
+            self.card, result = out
+            self.thresholds = {int(k): float(v) for k, v in (self.card.thresholds or {}).items()}
+            if self.card.task == "instance":
+                self.prob, self.instances = None, result
+            else:
+                self.prob, self.instances = result, None
+            with self.klass.changed.blocked():
+                self.klass.choices = [(c["name"], int(c["id"])) for c in self.card.classes]
+            self._on_class()
+            self.update_outputs(probabilities=True)
+            self.status.setText(f"{self.card.name} on {layer.name}: done.")
+
+        def finished():
+            self.run_button.enabled, self.cancel_button.enabled = True, False
+
+        def failed(e):
+            self.status.setText(str(e))
+
+        worker = start_worker(
+            run_model, self.model.value, data, ps, tile=self.tile.value, halo=self.halo.value,
+            tta=self.tta.value, cancel=lambda: self._cancel, on_returned=done, on_finished=finished,
+            on_errored=failed, progress_bar={"desc": f"Predicting with {self.model.value}"},
+        )
+        return worker
+
+    def _on_class(self, *_):
+        if self.klass.value is None:
+            return
+        with self.threshold.changed.blocked():
+            self.threshold.value = self.thresholds.get(int(self.klass.value), 0.5)
+
+    def _on_threshold(self, *_):
+        if self.klass.value is None:
+            return
+        self.thresholds[int(self.klass.value)] = float(self.threshold.value)
+        self.update_outputs()
+
+    def postprocess_settings(self):
+        """The post-processing settings gathered from the widgets."""
+        from ...core.models.postprocess import PostprocessSettings
+
+        s = PostprocessSettings()
+        ps = layer_pixel_size(self._image_layer) if self._image_layer is not None else None
+        s.thresholds = dict(self.thresholds) if self.thresholds else 0.5
+        s.min_size = float(self.min_size.value)
+        s.min_size_unit = "nm2" if ps is not None and ps.calibrated else "px"
+        s.instances, s.fill_holes = self.method.value, bool(self.fill.value)
+        s.open_radius, s.smooth_sigma = int(self.open_r.value), float(self.smooth.value)
+        return s
+
+    def update_outputs(self, *_, probabilities: bool = False):
+        """(Re)write the output layers from the kept probabilities; no network run."""
+        if self.card is None or self._image_layer is None:
+            return
+        from ...core.models.postprocess import postprocess
+
+        img, card = self._image_layer, self.card
+        ps = layer_pixel_size(img)
+        classes = card.class_table()
+        if self.instances is not None:
+            labels, inst, semantic = self.instances.labels, self.instances.instance_classes, None
+        else:
+            res = postprocess(self.prob, card.class_ids, self.postprocess_settings(), ps)
+            labels, inst, semantic = res.labels, res.instance_classes, res.semantic
+        prov = {"model": {"name": card.name, "version": card.version, "architecture": card.architecture},
+                "postprocess": self.postprocess_settings().to_dict(), "image": img.name}
+        self._put(*labels_layer(labels, instance_classes=inst, classes=classes, pixel_size=ps,
+                                name=f"{img.name} {card.name} instances",
+                                metadata={"provenance": prov})[:2], kind="labels")
+        if semantic is not None:
+            self._put(*labels_layer(semantic, pixel_size=ps, classes=classes,
+                                    instance_classes={int(c): int(c) for c in np.unique(semantic) if c},
+                                    name=f"{img.name} {card.name} classes")[:2], kind="labels")
+        if probabilities and self.prob is not None:
+            for k, c in enumerate(card.classes):
+                self._put(self.prob[k], dict(name=f"{img.name} P({c['name']})", scale=img.scale[-2:],
+                                             translate=img.translate[-2:], colormap="magma",
+                                             contrast_limits=(0.0, 1.0), opacity=0.5, visible=False),
+                          kind="image")
+
+    def _put(self, data, kwargs, kind: str):
+        name = kwargs["name"]
+        if name in self._viewer.layers:
+            layer = self._viewer.layers[name]
+            layer.data = data
+            for key in ("features", "metadata"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            return layer
+        return getattr(self._viewer, f"add_{kind}")(data, **kwargs)
