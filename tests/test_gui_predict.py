@@ -35,7 +35,13 @@ def scene():
 
 
 def wait(qtbot, w):
-    qtbot.waitUntil(lambda: w.run_button.enabled and w.card is not None, timeout=60000)
+    qtbot.waitUntil(lambda: w.run_button.enabled and w.card is not None and w.updates > 0
+                    and not w._post_busy, timeout=60000)
+
+
+def settle(qtbot, w):
+    """Wait for live post-processing (a worker) to finish and be written."""
+    qtbot.waitUntil(lambda: not w._post_busy and not w._post_dirty, timeout=20000)
 
 
 def test_predict_dock_layers_live_postprocess_and_cancel(make_napari_viewer, qtbot, dark_model, scene,
@@ -69,11 +75,14 @@ def test_predict_dock_layers_live_postprocess_and_cancel(make_napari_viewer, qtb
     assert "tem P(<111> loop)" in viewer.layers
     # live: min size 5 nm² = 20 px removes the 9 px speck, no network run
     w.min_size.value = 5.0
+    settle(qtbot, w)
     assert viewer.layers["tem dark-is-loop instances"].data.max() == 2
     # threshold above every probability: nothing left
     w.threshold.value = 0.95
+    settle(qtbot, w)
     assert viewer.layers["tem dark-is-loop instances"].data.max() == 0
     w.threshold.value = 0.5
+    settle(qtbot, w)
     before = np.array(viewer.layers["tem dark-is-loop instances"].data)
 
     # a cancelled run changes no layer

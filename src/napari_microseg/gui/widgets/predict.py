@@ -66,6 +66,9 @@ class PredictWidget(QWidget):
         self.card = self.prob = self.instances = None
         self._image_layer = None
         self.thresholds: dict[int, float] = {}
+        self._post_busy = self._post_dirty = self._post_probabilities = False
+        #: Number of times the output layers were (re)written.
+        self.updates = 0
         names, broken = model_choices()
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ComboBox(label="model", choices=names or ["(no model registered)"])
@@ -196,34 +199,66 @@ class PredictWidget(QWidget):
         return s
 
     def update_outputs(self, *_, probabilities: bool = False):
-        """(Re)write the output layers from the kept probabilities; no network run."""
+        """Re-run post-processing on the kept probabilities (in a worker; no network run).
+
+        Changes made while one update runs are coalesced into one more update.
+        Returns the worker, or ``None`` when nothing was started.
+        """
         if self.card is None or self._image_layer is None:
-            return
+            return None
+        if self._post_busy:
+            self._post_dirty = True
+            self._post_probabilities |= probabilities
+            return None
         from ...core.models.postprocess import postprocess
 
         img, card = self._image_layer, self.card
         ps = layer_pixel_size(img)
+        settings = self.postprocess_settings()
+        self._post_busy = True
+
+        def work():
+            if self.instances is not None:
+                out = self.instances.labels, self.instances.instance_classes, None
+            else:
+                res = postprocess(self.prob, card.class_ids, settings, ps)
+                out = res.labels, res.instance_classes, res.semantic
+            # Layer data (features tables included) is built here, off the GUI thread.
+            return self._layer_data(*out, settings=settings, probabilities=probabilities)
+
+        def done(layer_data):
+            for data, kwargs, kind in layer_data:
+                self._put(data, kwargs, kind)
+            self.updates += 1
+
+        def finished():
+            self._post_busy = False
+            if self._post_dirty:
+                again, self._post_dirty, self._post_probabilities = self._post_probabilities, False, False
+                self.update_outputs(probabilities=again)
+
+        return start_worker(work, on_returned=done, on_finished=finished)
+
+    def _layer_data(self, labels, inst, semantic, *, settings, probabilities: bool) -> list[tuple]:
+        """``LayerDataTuple`` items for the outputs (pure numpy/pandas: worker-safe)."""
+        img, card = self._image_layer, self.card
+        ps = layer_pixel_size(img)
         classes = card.class_table()
-        if self.instances is not None:
-            labels, inst, semantic = self.instances.labels, self.instances.instance_classes, None
-        else:
-            res = postprocess(self.prob, card.class_ids, self.postprocess_settings(), ps)
-            labels, inst, semantic = res.labels, res.instance_classes, res.semantic
         prov = {"model": {"name": card.name, "version": card.version, "architecture": card.architecture},
-                "postprocess": self.postprocess_settings().to_dict(), "image": img.name}
-        self._put(*labels_layer(labels, instance_classes=inst, classes=classes, pixel_size=ps,
-                                name=f"{img.name} {card.name} instances",
-                                metadata={"provenance": prov})[:2], kind="labels")
+                "postprocess": settings.to_dict(), "image": img.name}
+        out = [labels_layer(labels, instance_classes=inst, classes=classes, pixel_size=ps,
+                            name=f"{img.name} {card.name} instances", metadata={"provenance": prov})]
         if semantic is not None:
-            self._put(*labels_layer(semantic, pixel_size=ps, classes=classes,
+            out.append(labels_layer(semantic, pixel_size=ps, classes=classes,
                                     instance_classes={int(c): int(c) for c in np.unique(semantic) if c},
-                                    name=f"{img.name} {card.name} classes")[:2], kind="labels")
+                                    name=f"{img.name} {card.name} classes"))
         if probabilities and self.prob is not None:
             for k, c in enumerate(card.classes):
-                self._put(self.prob[k], dict(name=f"{img.name} P({c['name']})", scale=img.scale[-2:],
-                                             translate=img.translate[-2:], colormap="magma",
-                                             contrast_limits=(0.0, 1.0), opacity=0.5, visible=False),
-                          kind="image")
+                out.append((self.prob[k], dict(name=f"{img.name} P({c['name']})", scale=img.scale[-2:],
+                                               translate=img.translate[-2:], colormap="magma",
+                                               contrast_limits=(0.0, 1.0), opacity=0.5, visible=False),
+                            "image"))
+        return out
 
     def _put(self, data, kwargs, kind: str):
         name = kwargs["name"]
