@@ -117,7 +117,7 @@ def test_real_window_label_dock(sample_window, qtbot, artifacts_dir):
     label = docked["Label"]
     label.reset_choices()
     label.image.value = image
-    label.model.value = "otsu-flood"
+    label.model.value = "microseg-promptable"
     label.start()
     qtbot.waitUntil(lambda: label.controller is not None and label.controller.ready, timeout=60000)
     ctl = label.controller

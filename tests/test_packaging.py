@@ -33,6 +33,9 @@ def test_wheel_contains_manifest_and_entry_points(wheel):
         assert manifest == (REPO / "napari.yaml").read_text()
         ep = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "napari-microseg = napari_microseg:napari.yaml" in ep
+    # the offline promptable model ships inside the wheel (resources/ is linked into the package)
+    assert "napari_microseg/resources/models/microseg-promptable/weights.pt" in names
+    assert "napari_microseg/resources/models/microseg-promptable/model_card.json" in names
     assert "microseg = napari_microseg.cli:main" in ep
 
 

@@ -257,8 +257,7 @@ def test_otsu_flood_respects_a_negative_click():
 def test_registry():
     assert make_backend("otsu-flood").name == "otsu-flood"
     assert make_backend("oracle", labels=np.zeros((4, 4), int)).name == "oracle"
-    with pytest.raises(MicrosegError, match="not available yet"):
-        make_backend("microseg-promptable")
+    assert make_backend("microseg-promptable").name == "microseg-promptable"  # shipped model
     with pytest.raises(MicrosegError, match="Unknown prompt backend"):
         make_backend("nope")
     with pytest.raises(MicrosegError, match="labels"):
