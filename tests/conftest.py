@@ -49,3 +49,14 @@ def artifacts_dir() -> Path:
     """Folder for screenshots and other files a person should look at."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch thread, restoring the setting afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 
+from napari_events import click as dispatch_click
+from napari_events import press
 from napari_microseg.core.calibration import PixelSize
 from napari_microseg.gui.layer_data import labels_layer, layer_classes
 
@@ -14,38 +14,9 @@ pytestmark = pytest.mark.gui
 PX = 0.5  # nm per pixel
 
 
-@dataclass
-class MouseEvent:
-    """The fields napari's mouse dispatch hands to layer callbacks."""
-
-    type: str
-    position: tuple
-    button: int = 1
-    modifiers: list = field(default_factory=list)
-    is_dragging: bool = False
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    view_direction: tuple | None = None
-    up_direction: tuple | None = None
-    dims_displayed: list = field(default_factory=lambda: [0, 1])
-    handled: bool = False
-
-
 def click(layer, rowcol):
     """Click at pixel ``(row, col)`` (given in world nm) through napari's mouse dispatch."""
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-
-    event = MouseEvent("mouse_press", (rowcol[0] * PX, rowcol[1] * PX))
-    mouse_press_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
-    event.type = "mouse_release"
-    mouse_release_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
-
-
-def press(layer, key):
-    """Run ``layer``'s binding for ``key`` (its own, else its class's) as napari would."""
-    bindings = {str(k): f for k, f in type(layer).class_keymap.items()}
-    bindings.update({str(k): f for k, f in layer.keymap.items()})
-    bindings[key](layer)
+    dispatch_click(layer, (rowcol[0] * PX, rowcol[1] * PX))
 
 
 def feature_classes(layer) -> dict:

@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 from skimage.draw import disk
 
+from napari_events import click, press
 from napari_microseg.core.calibration import PixelSize
 from napari_microseg.gui.layer_data import labels_layer, layer_classes
 
 pytestmark = pytest.mark.gui
-
-
-@dataclass
-class MouseEvent:
-    """The fields napari's mouse dispatch hands to layer callbacks."""
-
-    type: str
-    position: tuple
-    button: int = 1
-    modifiers: list = field(default_factory=list)
-    is_dragging: bool = False
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    view_direction: tuple | None = None
-    up_direction: tuple | None = None
-    dims_displayed: list = field(default_factory=lambda: [0, 1])
-    handled: bool = False
-
-
-def click(layer, world_yx, button=1, modifiers=()):
-    """Press and release at a world position through napari's callback dispatch."""
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-
-    event = MouseEvent("mouse_press", tuple(world_yx), button, list(modifiers))
-    mouse_press_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
-    event.type = "mouse_release"
-    mouse_release_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
-
-
-def press(layer, key):
-    """Run the layer's own key binding for ``key`` as napari would."""
-    bindings = {str(k): func for k, func in layer.keymap.items()}
-    bindings[key](layer)
 
 
 @pytest.fixture

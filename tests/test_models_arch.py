@@ -20,6 +20,9 @@ from napari_microseg.core.models.architectures import input_multiple
 from napari_microseg.core.models.defectsegnet import DefectSegNet
 from napari_microseg.core.synth import generate
 
+# Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 CLASSES = [
     {"id": 1, "name": "<111> loop", "color": "#e6194b"},
     {"id": 3, "name": "black dot", "color": "#4363d8"},
@@ -32,15 +35,6 @@ TINY = {
             "decoder_segmentation_channels": 32},
     "deeplabv3plus": {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": 32},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

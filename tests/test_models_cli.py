@@ -14,17 +14,11 @@ from napari_microseg.core.labels_io import read_labels
 from napari_microseg.core.models import ModelCard, build_model, register_model
 from napari_microseg.core.synth import generate, write_sample
 
+# Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 CLASSES = [{"id": 2, "name": "<100> loop", "color": "#3cb44b"},
            {"id": 4, "name": "void", "color": "#f58231"}]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

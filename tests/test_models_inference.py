@@ -22,6 +22,9 @@ from napari_microseg.core.models.tiles import axis_windows, tile_grid
 from napari_microseg.core.prompting.normalize import normalize_image
 from napari_microseg.core.synth import generate
 
+# Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 CLASSES = [{"id": 1, "name": "loop", "color": "#ff0000"}]
 
 
@@ -71,15 +74,6 @@ def local_net(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
                          nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1)).eval()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

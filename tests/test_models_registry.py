@@ -24,6 +24,9 @@ from napari_microseg.core.models import (
 )
 from napari_microseg.core.models import registry as reg
 
+# Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 CLASSES = [{"id": 1, "name": "loop", "color": "#ff0000"}, {"id": 2, "name": "dot", "color": "#00ff00"}]
 PARAMS = {"growth": 3, "depth": 2, "layers_per_block": 1}
 
@@ -44,15 +47,6 @@ def outputs(model):
     x = torch.linspace(0, 1, 32 * 32).reshape(1, 1, 32, 32)
     with torch.no_grad():
         return model(x).numpy()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture
