@@ -28,9 +28,6 @@ from ...core.classes import DEFAULT_CLASSES
 from ...core.errors import MicrosegError
 from ..labeling import LabelingController, shortcuts_html
 from ..layer_data import labels_layer, layer_classes, layer_pixel_size
-from ..torch_guard import block_triton
-
-block_triton()  # before sam2/torchvision are imported into the GUI process
 
 if TYPE_CHECKING:
     import napari

@@ -24,13 +24,10 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ...core.errors import MicrosegError
 from ..layer_data import labels_layer, layer_pixel_size
-from ..torch_guard import block_triton
 from ..workers import start_worker
 
 if TYPE_CHECKING:
     import napari
-
-block_triton()
 
 
 def model_choices() -> tuple[list[str], str]:
