@@ -1,0 +1,81 @@
+"""The model card and starting weights of a training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..classes import DEFAULT_CLASSES
+from ..models.card import ModelCard, ModelError
+from .config import TrainConfig, TrainingDataError
+
+
+def classes_for(cfg: TrainConfig, images) -> list[dict]:
+    """The card classes: the config's, or those present in the data (default names)."""
+    if cfg.classes:
+        return [dict(c) for c in cfg.classes]
+    ids = sorted(set().union(*(im.class_ids() for im in images)) or {1})
+    known = {c.id: c for c in DEFAULT_CLASSES}
+    out = []
+    for i in ids:
+        c = known.get(i)
+        out.append(
+            {"id": i, "name": c.name if c else f"class {i}", "color": c.color if c else "#ffff00"}
+        )
+    return out
+
+
+def make_card(cfg: TrainConfig, classes: list[dict]) -> ModelCard:
+    """The model card a run of ``cfg`` produces (before metrics and provenance)."""
+    instance = cfg.architecture == "maskrcnn"
+    params = dict(cfg.params)
+    if instance:
+        params.setdefault("min_size", cfg.patch_size)
+        params.setdefault("max_size", cfg.patch_size)
+    return ModelCard(
+        name=cfg.name,
+        architecture=cfg.architecture,
+        classes=classes,
+        params=params,
+        task="instance" if instance else "semantic",
+        activation="none" if instance else "softmax",
+        pixel_size_nm=cfg.pixel_size_nm,
+        tile=cfg.tile,
+        halo=cfg.halo,
+    )
+
+
+def init_from(model, card: ModelCard, init: str, log) -> None:
+    """Load matching tensors of a registered model (or weights file) into ``model``."""
+    from ..models.checkpoint import read_weights
+    from ..models.registry import find_model
+
+    path = Path(init)
+    if not path.is_file():
+        entry = find_model(init)
+        if entry.card is None:
+            raise ModelError(f"Model {init!r} cannot be fine-tuned: {entry.error}")
+        if entry.card.architecture != card.architecture:
+            raise TrainingDataError(
+                f"Model {init!r} is a {entry.card.architecture}, not a {card.architecture}."
+            )
+        path = entry.folder / "weights.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        state = read_weights(path, card)
+    own = model.state_dict()
+    fit = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape
+    }
+    if not fit:
+        raise TrainingDataError(f"{init}: no tensor of these weights fits the chosen model.")
+    model.load_state_dict(fit, strict=False)
+    skipped = len(own) - len(fit)
+    log(
+        f"Started from {init}: {len(fit)} tensors loaded"
+        + (f", {skipped} new (e.g. a different number of classes)." if skipped else ".")
+    )
