@@ -19,7 +19,7 @@ from ..core.errors import MicrosegError
 #: Subcommand modules, in the order ``microseg --help`` lists them.
 COMMANDS = (
     "info", "synth", "labels", "measure", "evaluate", "prompt_eval", "train_promptable", "weights",
-    "predict", "gui",
+    "predict", "train", "recipe", "batch", "gui",
 )
 
 

@@ -43,7 +43,7 @@ def read_targets(paths) -> list[np.ndarray]:
     for p in paths:
         try:
             img = np.asarray(read_micrograph(p, as_grey=True).data)
-        except MicrosegError as e:
+        except (MicrosegError, OSError) as e:
             raise TrainingDataError(f"Domain-adaptation target {p}: {e}") from None
         out.append(normalised(img))
     if not out:

@@ -6,7 +6,7 @@
 ``config.json``
     The recipe (and where the data came from).
 ``last.pt``
-    Model, optimiser, schedule, AMP scaler, random-generator states, step,
+    Model, optimiser, AMP scaler, random-generator states, step,
     history; written after every epoch and when the caller stops the run, so a
     killed process loses at most the current epoch and ``resume=True``
     continues exactly where the checkpoint was taken.
@@ -55,13 +55,23 @@ def default_run_dir(name: str) -> Path:
     return runs_dir() / f"{name}-{stamp}"
 
 
-def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
-    """Linear warm-up from 10 % then cosine decay to 1 % of the base learning rate."""
-    warm = max(1, int(round(warmup_fraction * total)))
-    if step < warm:
-        return 0.1 + 0.9 * step / warm
-    q = min(1.0, (step - warm) / max(1, total - warm))
+def lr_factor(progress: float, warmup_fraction: float) -> float:
+    """Learning-rate multiplier at ``progress`` (0..1) of a run.
+
+    Linear warm-up from 10 % over ``warmup_fraction``, then cosine decay to 1 %.
+    """
+    if progress < warmup_fraction:
+        return 0.1 + 0.9 * progress / warmup_fraction
+    q = min(1.0, (progress - warmup_fraction) / max(1e-9, 1 - warmup_fraction))
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * q))
+
+
+def run_progress(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
+    """Share of the run done: steps, or the time budget when that is used up sooner."""
+    p = step / cfg.total_steps
+    if cfg.max_minutes:
+        p = max(p, elapsed_s / (cfg.max_minutes * 60))
+    return min(1.0, p)
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -205,10 +215,6 @@ class _Run:
         self.model.to(self.device).train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        total = cfg.total_steps
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, total, cfg.warmup_fraction)
-        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.sampler = PatchSampler(
             self.images,
@@ -236,7 +242,6 @@ class _Run:
             "card": self.card.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(),
             "adapter": self.adapter.state_dict() if self.adapter else None,
             "rng": _rng_state(self.rng),
@@ -254,7 +259,6 @@ class _Run:
         data = _load_checkpoint(self.run_dir / "last.pt")
         self.model.load_state_dict(data["model"])
         self.opt.load_state_dict(data["optimizer"])
-        self.sched.load_state_dict(data["scheduler"])
         self.scaler.load_state_dict(data["scaler"])
         if self.adapter and data.get("adapter"):
             self.adapter.load_state_dict(data["adapter"])
@@ -299,6 +303,11 @@ class _Run:
             t0 = time.perf_counter()
             ks, imgs, tgts = self.sampler.batch(self.rng, self.batch_size)
             t_data = time.perf_counter() - t0
+            lr = self.cfg.lr * lr_factor(
+                run_progress(self.step, self.elapsed, self.cfg), self.cfg.warmup_fraction
+            )
+            for group in self.opt.param_groups:
+                group["lr"] = lr
             try:
                 self.opt.zero_grad(set_to_none=True)
                 loss = self._loss(imgs, tgts, ks)
@@ -310,7 +319,6 @@ class _Run:
                 self.scaler.update()
                 if self.adapter:
                     self.adapter.discriminator_step()
-                self.sched.step()
                 return float(loss.detach()), t_data
             except torch.cuda.OutOfMemoryError:
                 self._halve_batch()

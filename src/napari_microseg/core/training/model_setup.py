@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..classes import DEFAULT_CLASSES
-from ..models.card import ModelCard, ModelError
+from ..models.card import ModelCard, read_card
 from .config import TrainConfig, TrainingDataError
 
 
@@ -49,18 +49,17 @@ def make_card(cfg: TrainConfig, classes: list[dict]) -> ModelCard:
 def init_from(model, card: ModelCard, init: str, log) -> None:
     """Load matching tensors of a registered model (or weights file) into ``model``."""
     from ..models.checkpoint import read_weights
-    from ..models.registry import find_model
+    from ..models.registry import CARD_FILE, WEIGHTS_FILE, find_model
 
     path = Path(init)
     if not path.is_file():
         entry = find_model(init)
-        if entry.card is None:
-            raise ModelError(f"Model {init!r} cannot be fine-tuned: {entry.error}")
-        if entry.card.architecture != card.architecture:
+        base = read_card(entry.folder / CARD_FILE)
+        if base.architecture != card.architecture:
             raise TrainingDataError(
-                f"Model {init!r} is a {entry.card.architecture}, not a {card.architecture}."
+                f"Model {init!r} is a {base.architecture}, not a {card.architecture}."
             )
-        path = entry.folder / "weights.pt"
+        path = entry.folder / WEIGHTS_FILE
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):

@@ -11,11 +11,11 @@ from ..models.card import ModelCard
 
 def free_name(name: str, overwrite: bool = False) -> str:
     """``name``, or ``name-2``, ``name-3``... when a model of that name is registered."""
-    from ..models.registry import list_models
+    from ..models.registry import list_models, list_prompt_models
 
     if overwrite:
         return name
-    taken = {e.name for e in list_models(include_broken=True)}
+    taken = {e.name for e in list_models(include_broken=True) + list_prompt_models()}
     if name not in taken:
         return name
     i = 2
@@ -45,11 +45,22 @@ def final_card(
     overwrite: bool = False,
 ) -> ModelCard:
     """``card`` with a free name, the run's provenance and its best validation metrics."""
+    return dataclasses.replace(
+        card,
+        name=free_name(card.name, overwrite),
+        description=card.description or f"{cfg.architecture} trained with napari-microseg",
+        provenance=run_provenance(cfg, history, source, train_names, val_names),
+        metrics=best_metrics(history),
+    )
+
+
+def run_provenance(cfg, history: list, source: dict, train_names, val_names) -> dict:
+    """Who trained what on which data, how long: the ``provenance`` of a model card."""
     import torch
 
     from ... import __version__
 
-    provenance = {
+    return {
         "trained_by": f"napari-microseg {__version__}",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": cfg.to_dict(),
@@ -63,10 +74,3 @@ def final_card(
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    return dataclasses.replace(
-        card,
-        name=free_name(card.name, overwrite),
-        description=card.description or f"{cfg.architecture} trained with napari-microseg",
-        provenance=provenance,
-        metrics=best_metrics(history),
-    )
