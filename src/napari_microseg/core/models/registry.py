@@ -8,8 +8,11 @@ Models are looked up, first match wins, in
    ``platformdirs.user_data_dir("napari-microseg")/models``);
 2. the models bundled in the package (``napari_microseg/resources/models``).
 
-Folders whose card has ``task = "promptable"`` (the click/box model of the
-prompt engine) are not runnable models and are skipped. One model travels as
+Folders whose card has ``task = "promptable"`` (click/box models of the
+prompt engine: fine-tuned promptable models and SAM2 deltas) are not
+segmentation models: :func:`list_models` skips them and
+:func:`list_prompt_models` / :func:`register_prompt_model` handle them (the
+Label dock offers them by name). One model travels as
 ONE file: :func:`export_model` writes a zip with the card and the weights (and
 an ensemble's members), :func:`import_model` validates and installs it.
 """
@@ -39,6 +42,8 @@ ENV_MODELS_DIR = "MICROSEG_MODELS_DIR"
 RESOURCE = ("resources", "models")
 #: Folders never listed (the prompt engine's own model).
 SKIPPED_FOLDERS = ("microseg-promptable",)
+#: Card task of prompt-engine models (not runnable by :func:`load_model`).
+PROMPTABLE_TASK = "promptable"
 
 
 @dataclass
@@ -91,7 +96,7 @@ def _scan(root: Path | None, source: str) -> list[ModelEntry]:
         card_path = folder / CARD_FILE
         if folder.name in SKIPPED_FOLDERS or not card_path.is_file():
             continue
-        if card_task(card_path) == "promptable":
+        if card_task(card_path) == PROMPTABLE_TASK:
             continue
         try:
             out.append(ModelEntry(folder.name, folder, source, read_card(card_path)))
@@ -121,6 +126,80 @@ def list_models(*, include_broken: bool = False, task: str | None = None) -> lis
             continue
         out.append(entry)
     return out
+
+
+@dataclass
+class PromptModelEntry:
+    """One registered prompt-engine model (fine-tuned promptable model or SAM2 delta).
+
+    ``card`` is the card as a dict: ``backend`` (``"microseg-promptable"`` or
+    ``"sam2"``), ``model_id``, ``base``, ``files``, ``provenance``, ``metrics``.
+    """
+
+    name: str
+    folder: Path
+    card: dict
+
+    @property
+    def backend(self) -> str:
+        return str(self.card.get("backend", ""))
+
+
+def read_prompt_card(path) -> dict:
+    """A prompt model's card (``task = "promptable"``); :class:`ModelError` when unusable."""
+    import json
+
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelError(f"{path}: the model card is not readable JSON ({e}).") from None
+    return check_prompt_card(d, str(path))
+
+
+def check_prompt_card(d, where: str = "prompt-model card") -> dict:
+    """``d`` when it is a usable prompt-model card, else :class:`ModelError` naming ``where``."""
+    ok = (
+        isinstance(d, dict)
+        and d.get("task") == PROMPTABLE_TASK
+        and isinstance(d.get("name"), str)
+        and valid_name(d["name"])
+        and d.get("backend") in ("microseg-promptable", "sam2")
+    )
+    if not ok:
+        raise ModelError(f"{where}: not a prompt-model card (task, name or backend missing).")
+    return d
+
+
+def list_prompt_models() -> list[PromptModelEntry]:
+    """Prompt models registered in the per-user folder (broken cards are left out)."""
+    root = models_dir()
+    out = []
+    if not root.is_dir():
+        return out
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        path = folder / CARD_FILE
+        if folder.name in SKIPPED_FOLDERS or card_task(path) != PROMPTABLE_TASK:
+            continue
+        try:
+            out.append(PromptModelEntry(folder.name, folder, read_prompt_card(path)))
+        except ModelError:
+            continue
+    return out
+
+
+def register_prompt_model(card: dict, files: dict, *, overwrite: bool = False, root=None) -> Path:
+    """Install a prompt model: ``card`` (dict) and ``files`` (``{name in folder: source path}``)."""
+    import json
+
+    root = Path(root) if root is not None else models_dir()
+    card = check_prompt_card({**card, "task": PROMPTABLE_TASK}, f"model {card.get('name')!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    with _staging(root, card["name"], overwrite) as tmp:
+        for name, src in files.items():
+            shutil.copy2(src, tmp / name)
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=1), encoding="utf-8")
+    return root / card["name"]
 
 
 def find_model(name: str) -> ModelEntry:

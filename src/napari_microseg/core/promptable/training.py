@@ -15,7 +15,10 @@ the U-Net the way it is used (RITM-style iterative training):
 Windows follow the inference rules (:func:`.crops.prompt_window`); the
 doubling a click-only window gets when the mask runs into its edge is emulated
 with the true mask. A checkpoint is written after every epoch (resumable) and
-the final fp16 weights to ``out_dir/weights.pt``.
+the final fp16 weights to ``out_dir/weights.pt``. ``progress`` receives a dict
+per step and per epoch; when ``should_stop`` returns True after a step, the
+checkpoint is written at that step and :class:`~..training.config.TrainingStopped`
+is raised (``resume=True`` continues from that very step).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..atomic import atomic_path
 from ..prompting.base import Prompts
 from ..prompting.evaluation import next_click
-from .backend import PromptableBackend, load_weights, postprocess, save_weights
+from .backend import PromptableBackend, postprocess, save_weights
 from .crops import CropConfig, CropLogits, encode, prev_logits_in, prompt_window, resize
 from .crops import place as place_mask
 from .crops import touches_edge as _touches
@@ -144,10 +148,13 @@ def train_promptable(
     crop: CropConfig | None = None,
     augment: Augment | None = None,
     val_samples=None,
+    val_objects: int | None = None,
     resume: bool = False,
     seed: int = 0,
     threads: int | None = 1,
     log: Callable[[str], None] | None = print,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Path:
     """Train (or fine-tune) the promptable network; return the final weights path.
 
@@ -178,6 +185,8 @@ def train_promptable(
     val_samples : list of Sample, optional
         Scored after every epoch with 1 + 2 simulated clicks (logged, not used to
         choose weights).
+    val_objects : int, optional
+        At most this many validation objects per image.
     resume : bool
         Continue from ``out_dir/checkpoint.pt`` if it exists.
     seed : int
@@ -186,11 +195,23 @@ def train_promptable(
         ``torch.set_num_threads`` for the run (1 leaves the other cores free).
     log : callable, optional
         Receives one line per epoch.
+    progress : callable, optional
+        Receives ``{"kind": "step", "step", "total", "epoch", "loss", "lr",
+        "elapsed_s"}`` after every step and ``{"kind": "epoch", **record}`` (the
+        ``log.jsonl`` record, with ``val_iou`` when validating) after every epoch.
+    should_stop : callable, optional
+        Polled after every step; True saves the checkpoint at that step and
+        raises :class:`~..training.config.TrainingStopped`.
 
     Returns
     -------
     Path
         ``out_dir/weights.pt``.
+
+    Raises
+    ------
+    TrainingStopped
+        ``should_stop`` returned True (the checkpoint is saved; resume from it).
     """
     if threads:
         torch.set_num_threads(int(threads))
@@ -198,18 +219,21 @@ def train_promptable(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(seed)
+    thresholds = {}  # the starting model's logit thresholds carry over to the result
     if init is not None:
         if init == "default":
             be = PromptableBackend.load_default()
-            model, crop = be.model, be.crop
         else:
-            model, crop, _ = load_weights(init)
+            be = PromptableBackend.from_checkpoint(init)
+        model, crop = be.model, be.crop
+        thresholds = {k: be.meta[k] for k in ("threshold", "first_threshold") if k in be.meta}
     else:
         model, crop = PromptUNet(widths), crop or CropConfig()
     aug = augment or Augment()
     bank = ObjectBank(list(samples), weights=weights, invert=invert)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    state = {"step": 0, "elapsed": 0.0, "epoch": 0, "history": []}
+    state = {"step": 0, "elapsed": 0.0, "epoch": 0, "epoch_step": 0, "epoch_losses": [],
+             "history": []}
     rng = np.random.default_rng(seed)
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -218,21 +242,27 @@ def train_promptable(
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
         opt.load_state_dict(ck["optimizer"])
         crop = CropConfig.from_dict(ck["crop"])
-        state = ck["state"]
+        state = {"epoch_step": 0, "epoch_losses": [], **ck["state"]}
         rng.bit_generator.state = ck["rng"]
         torch.set_rng_state(ck["torch_rng"])
     total = epochs * steps_per_epoch
     budget = None if minutes is None else 60.0 * float(minutes)
     model.train()
 
-    def progress():
+    def done_fraction():
         p = state["step"] / total
         return max(p, state["elapsed"] / budget) if budget else p
 
-    while state["epoch"] < epochs and progress() < 1:
-        t_epoch, losses = time.perf_counter(), []
-        for _ in range(steps_per_epoch):
-            if progress() >= 1:
+    def save_checkpoint():
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"model": model.state_dict(), "model_config": model.config(),
+                        "optimizer": opt.state_dict(), "crop": crop.to_dict(), "state": state,
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+
+    while state["epoch"] < epochs and done_fraction() < 1:
+        t_epoch, losses = time.perf_counter(), state["epoch_losses"]
+        for _ in range(steps_per_epoch - state["epoch_step"]):
+            if done_fraction() >= 1:
                 break
             t0 = time.perf_counter()
             examples = []
@@ -246,41 +276,59 @@ def train_promptable(
             x, wins = _batch(examples, crop, rng)
             y = _targets(examples, wins, crop.n)
             for g in opt.param_groups:
-                g["lr"] = _lr(progress(), lr)
+                g["lr"] = _lr(done_fraction(), lr)
             loss = _loss(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
             state["step"] += 1
+            state["epoch_step"] += 1
             state["elapsed"] += time.perf_counter() - t0
+            if progress is not None:
+                progress({"kind": "step", "step": state["step"], "total": total,
+                          "epoch": state["epoch"] + 1, "loss": losses[-1],
+                          "lr": opt.param_groups[0]["lr"], "elapsed_s": state["elapsed"]})
+            if should_stop is not None and should_stop():
+                from ..training.config import TrainingStopped
+
+                save_checkpoint()
+                raise TrainingStopped(f"Stopped at step {state['step']}; resume from {out}.")
         state["epoch"] += 1
-        rec = {"epoch": state["epoch"], "step": state["step"], "loss": float(np.mean(losses)),
+        state["epoch_step"], state["epoch_losses"] = 0, []
+        rec = {"epoch": state["epoch"], "step": state["step"],
+               "loss": float(np.mean(losses)) if losses else None,
                "lr": opt.param_groups[0]["lr"], "elapsed_s": round(state["elapsed"], 1),
                "epoch_s": round(time.perf_counter() - t_epoch, 1)}
         if val_samples:
-            rec["val_iou"] = quick_val(model, crop, val_samples)
+            rec["val_iou"] = quick_val(model, crop, val_samples, meta=thresholds,
+                                       max_objects=val_objects)
             model.train()
         state["history"].append(rec)
-        torch.save({"model": model.state_dict(), "model_config": model.config(),
-                    "optimizer": opt.state_dict(), "crop": crop.to_dict(), "state": state,
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
-                   ckpt_path)
+        save_checkpoint()
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         if log is not None:
             log(json.dumps(rec))
+        if progress is not None:
+            progress({"kind": "epoch", **rec})
     model.eval()
     final = out / "weights.pt"
     save_weights(final, model, crop, steps=state["step"], elapsed_s=round(state["elapsed"], 1),
-                 history=state["history"])
+                 history=state["history"], **thresholds)
     return final
 
 
-def quick_val(model, crop: CropConfig, samples, n_corrective: int = 2) -> list[float]:
-    """Mean IoU after 1, 2, 3 simulated clicks on ``samples`` (a cheap monitor)."""
+def quick_val(model, crop: CropConfig, samples, n_corrective: int = 2, meta=None,
+              max_objects: int | None = None) -> list[float]:
+    """Mean IoU after 1, 2, 3 simulated clicks on ``samples`` (a cheap monitor).
+
+    ``meta`` holds the model's logit thresholds; ``max_objects`` caps the objects
+    scored per image (drawn with a fixed seed, so epochs compare).
+    """
     from ..prompting.evaluation import evaluate_clicks
 
     model.eval()
-    res = evaluate_clicks(PromptableBackend(model, crop), samples, "point", n_corrective)
+    res = evaluate_clicks(PromptableBackend(model, crop, meta), samples, "point", n_corrective,
+                          max_objects=max_objects)
     return res["mean_iou"]

@@ -4,7 +4,10 @@
 work; ``"sam2.1-tiny"`` (and the other SAM2 / SAM2.1 sizes, see
 :data:`napari_microseg.core.weights.MODELS`) need the optional ``sam2`` package and
 the checkpoint; ``"microseg-promptable"`` is the built-in model shipped in the
-package (:mod:`napari_microseg.core.promptable`).
+package (:mod:`napari_microseg.core.promptable`). Fine-tuned prompt models
+registered in the per-user model folder (``microseg train --arch promptable`` /
+``--arch sam2``, see :func:`~napari_microseg.core.models.registry.list_prompt_models`)
+are built by their registry name too.
 """
 
 from __future__ import annotations
@@ -27,9 +30,20 @@ def sam2_names() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
+def finetuned_names() -> tuple[str, ...]:
+    """Registry names of the fine-tuned prompt models (promptable and SAM2)."""
+    from ..models.registry import list_prompt_models
+
+    return tuple(e.name for e in list_prompt_models() if e.name not in _fixed_names())
+
+
+def _fixed_names() -> tuple[str, ...]:
+    return BUILTIN + BUILTIN_LEARNED + sam2_names() + PLANNED
+
+
 def available_backends() -> tuple[str, ...]:
     """Every name :func:`make_backend` knows (SAM2 ones may still fail to build)."""
-    return BUILTIN + BUILTIN_LEARNED + sam2_names() + PLANNED
+    return BUILTIN + BUILTIN_LEARNED + sam2_names() + finetuned_names() + PLANNED
 
 
 def make_backend(name: str, **kw) -> PromptBackend:
@@ -69,6 +83,10 @@ def make_backend(name: str, **kw) -> PromptBackend:
         if "checkpoint" in kw:
             return PromptableBackend.from_checkpoint(kw.pop("checkpoint"), **kw)
         return PromptableBackend.load_default(**kw)
+    if name not in _fixed_names():
+        entry = _finetuned_entry(name)
+        if entry is not None:
+            return _make_finetuned(entry, **kw)
     if name.startswith("sam2"):
         return _make_sam2(name, **kw)
     if name in PLANNED:
@@ -95,3 +113,27 @@ def _make_sam2(name: str, **kw) -> PromptBackend:
         raise MicrosegError(f"Prompt backend {name!r} needs the sam2 package ({e}). {hint}") from e
     except FileNotFoundError as e:
         raise MicrosegError(f"Weights for {name!r} are missing: {e}") from e
+
+
+def _finetuned_entry(name: str):
+    from ..models.registry import list_prompt_models
+
+    return next((e for e in list_prompt_models() if e.name == name), None)
+
+
+def _make_finetuned(entry, **kw) -> PromptBackend:
+    """A registered fine-tuned model: promptable weights, or SAM2 base + delta."""
+    files = entry.card.get("files") or {}
+    if entry.backend == "microseg-promptable":
+        from ..promptable.backend import WEIGHTS_FILE, PromptableBackend
+
+        kw.pop("checkpoint", None)
+        backend = PromptableBackend.from_checkpoint(
+            entry.folder / files.get("weights", WEIGHTS_FILE), **kw
+        )
+        backend.name = entry.name
+        return backend
+    base = (entry.card.get("base") or {}).get("model", "sam2.1-tiny")
+    backend = _make_sam2(base, finetuned=entry.folder, **kw)
+    backend.name = entry.name
+    return backend

@@ -10,6 +10,10 @@ mixed with real ones). Without the switch, missing weights raise
 :class:`~napari_microseg.core.weights.WeightsMissingError` naming the file to
 place and where. Random weights give meaningless masks: use them only for
 plumbing tests and timing.
+
+Fine-tuned SAM2: ``Sam2Backend(model_id, finetuned=folder_or_delta)`` builds
+the base and applies a fine-tuning delta (:mod:`.sam2_lora`); the delta's SHA-256
+joins the signature, so its embeddings never mix with the base's.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ class Sam2Backend(PromptBackend):
         Test-only: build with seeded random weights when no checkpoint exists.
     seed : int
         Seed of the random weights.
+    finetuned : path-like, optional
+        A fine-tuning delta (``delta.pt``, or a registered model folder holding
+        one) to apply on the base; it must name this base and its weights.
+    image_size : int, optional
+        Encoder input side (default the model's 1024; a delta brings its own).
 
     Raises
     ------
@@ -74,16 +83,50 @@ class Sam2Backend(PromptBackend):
         *,
         allow_random_weights: bool = False,
         seed: int = 0,
+        finetuned=None,
+        image_size: int | None = None,
     ):
         self.spec = get_spec(model_id)
         self.name = self.spec.model_id
+        delta = None
+        if finetuned is not None:
+            from .sam2_lora import check_base, read_delta
+
+            delta = read_delta(finetuned)
+            image_size = delta["image_size"]
+            if not allow_random_weights:  # a random base is refused before any file lookup
+                check_base(delta, self.name, (delta.get("base") or {}).get("weights"), False)
         path = find_weights(self.name, checkpoint)
         if path is None and not allow_random_weights:
             raise WeightsMissingError(missing_weights_message(self.name))
         self.checkpoint = path
         self.weights = weights_checksum(path) if path is not None else f"random(seed={seed})"
+        self.finetuned = None
+        if delta is not None:
+            check_base(delta, self.name, self.weights, allow_random_weights)
+            self.finetuned = delta["sha256"]
         self.device = select_device(device)
-        self.model = self._build(path, seed)
+        model = self._build(path, seed, image_size)
+        if delta is not None:
+            from .sam2_lora import apply_delta
+
+            apply_delta(model, delta)
+            model.to(self.device)
+        self._attach(model)
+
+    @classmethod
+    def from_model(cls, model, model_id: str, weights: str, device=None) -> Sam2Backend:
+        """A backend around an already built (e.g. training) SAM2 ``model``."""
+        self = cls.__new__(cls)
+        self.spec = get_spec(model_id)
+        self.name = self.spec.model_id
+        self.checkpoint, self.weights, self.finetuned = None, weights, None
+        self.device = device or next(model.parameters()).device
+        self._attach(model)
+        return self
+
+    def _attach(self, model) -> None:
+        self.model = model
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         with warnings.catch_warnings():  # sam2 1.1 scripts its transforms with torch.jit
@@ -91,20 +134,27 @@ class Sam2Backend(PromptBackend):
                 "ignore", message=".*torch.jit.script.*", category=FutureWarning
             )
             self.predictor = SAM2ImagePredictor(self.model)
+        side = int(self.model.image_size)
+        self.predictor._bb_feat_sizes = [(side // 4,) * 2, (side // 8,) * 2, (side // 16,) * 2]
         #: Number of image-encoder passes so far (cache tests count these).
         self.n_encoder_calls = 0
 
-    def _build(self, path, seed: int):
+    def _build(self, path, seed: int, image_size: int | None = None):
         import torch
         from sam2.build_sam import build_sam2
 
+        extra = [f"++model.image_size={int(image_size)}"] if image_size else []
         if path is None:
             log.warning("SAM2 %s built with RANDOM weights: for tests and timing only", self.name)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return build_sam2(self.spec.config, None, device=str(self.device))
+                return build_sam2(
+                    self.spec.config, None, device=str(self.device), hydra_overrides_extra=extra
+                )
         try:
-            return build_sam2(self.spec.config, str(path), device=str(self.device))
+            return build_sam2(
+                self.spec.config, str(path), device=str(self.device), hydra_overrides_extra=extra
+            )
         except Exception as e:
             raise MicrosegError(
                 f"Could not load SAM2 checkpoint {path} as '{self.name}' "
@@ -118,8 +168,8 @@ class Sam2Backend(PromptBackend):
         return "bf16-autocast" if self.device.type == "cuda" else "fp32"
 
     def signature(self) -> dict:
-        """Model id, config, weights checksum and precision (keys the embedding cache)."""
-        return {
+        """Model id, config, weights (and fine-tuning delta) checksums, precision (cache key)."""
+        sig = {
             "backend": "sam2",
             "model": self.name,
             "config": self.spec.config,
@@ -127,6 +177,9 @@ class Sam2Backend(PromptBackend):
             "precision": self.precision,
             "input_size": int(self.model.image_size),
         }
+        if self.finetuned:
+            sig["finetuned"] = self.finetuned  # the delta's SHA-256
+        return sig
 
     # -- embedding -----------------------------------------------------------------
 

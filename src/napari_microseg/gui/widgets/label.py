@@ -4,7 +4,9 @@ A thin shell around :class:`~napari_microseg.gui.labeling.LabelingController`:
 it picks the image, the target Labels layer, the model and the class, and
 offers commit/undo, box batches and segment-everything. The model list holds
 only models that can really run: SAM2 when its weights are found, the offline
-promptable model when installed, and the classical Otsu-flood baseline. Random
+promptable model when installed, fine-tuned promptable and SAM2 models from
+the model folder (``microseg train --arch promptable|sam2``; a SAM2 one when
+its base weights are here), and the classical Otsu-flood baseline. Random
 weights are never offered.
 """
 
@@ -59,8 +61,31 @@ def usable_backends() -> tuple[list[str], str]:
         names.append("microseg-promptable")
     except ImportError:
         notes.append("The offline promptable model is not installed.")
+    names.extend(usable_finetuned(have_sam2))
     names.append("otsu-flood")
     return names, " ".join(notes)
+
+
+def usable_finetuned(have_sam2: bool) -> list[str]:
+    """Fine-tuned prompt models that can run here (a SAM2 delta needs its real base weights)."""
+    from ...core.models.registry import list_prompt_models
+    from ...core.prompting.registry import finetuned_names
+    from ...core.weights import find_weights
+
+    names = set(finetuned_names())
+    out = []
+    for e in list_prompt_models():
+        if e.name not in names:
+            continue
+        base = e.card.get("base") or {}
+        if e.backend == "sam2" and not (
+            have_sam2
+            and not str(base.get("weights", "random")).startswith("random")
+            and find_weights(base.get("model", "sam2.1-tiny")) is not None
+        ):
+            continue
+        out.append(e.name)
+    return out
 
 
 def build_backend(name: str, checkpoint=None):
