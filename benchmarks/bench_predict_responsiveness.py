@@ -62,11 +62,15 @@ def main() -> dict:
     mark = len(ticks)
     t0 = time.perf_counter()
     w.run()
+    t_net = None  # when the network's result reached the GUI thread (layer writing starts)
     while not (w.run_button.enabled and w.card is not None and w.updates > 0 and not w._post_busy) \
             and time.perf_counter() - t0 < 600:
         app.processEvents()
+        if t_net is None and w.card is not None:
+            t_net = time.perf_counter()
         time.sleep(0.001)
     run_s = time.perf_counter() - t0
+    t_layers = time.perf_counter()
     # live re-thresholding (no network, post-processing in a worker): one threshold change
     t1 = time.perf_counter()
     n = w.updates
@@ -75,7 +79,16 @@ def main() -> dict:
         app.processEvents()
         time.sleep(0.001)
     rethreshold_s = time.perf_counter() - t1
-    gaps = np.diff(np.asarray(ticks[mark:]))
+    t_end = time.perf_counter() + 0.5  # let the last redraws happen under the heartbeat
+    while time.perf_counter() < t_end:
+        app.processEvents()
+        time.sleep(0.001)
+    tk = np.asarray(ticks[mark:])
+    gaps, ends = np.diff(tk), tk[1:]
+
+    def worst(lo, hi):  # worst stall ending in [lo, hi), in ms
+        g = gaps[(ends >= lo) & (ends < hi)]
+        return round(1000 * float(g.max()), 1) if g.size else None
     timer.stop()
     viewer.close()
     result = {
@@ -83,7 +96,12 @@ def main() -> dict:
         "image": [2048, 2048],
         "model": "unet resnet18 depth 4 (random weights, timing only)",
         "predict_and_layers_s": round(run_s, 2),
+        "layers_written_s": round(t_layers - t_net, 2),
         "max_event_loop_stall_ms": round(1000 * float(gaps.max()), 1),
+        "max_stall_network_ms": worst(0, t_net),
+        "max_stall_first_layer_creation_ms": worst(t_net, t1),
+        "max_stall_rethreshold_ms": worst(t1, np.inf),
+        "worst_5_stalls_ms": sorted(round(1000 * float(g), 1) for g in np.sort(gaps)[-5:]),
         "stalls_over_100ms": int((gaps > 0.1).sum()),
         "live_rethreshold_to_layers_s": round(rethreshold_s, 3),
         "target_stall_ms": 100,

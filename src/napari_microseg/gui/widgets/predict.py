@@ -8,6 +8,8 @@ only when a run succeeds.
 
 from __future__ import annotations
 
+from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,6 +53,20 @@ def run_model(name: str, image, pixel_size, *, tile=None, halo=None, tta=False, 
     if card.task == "instance":
         return card, predict_instances(model, card, image, **kw)
     return card, predict_probabilities(model, card, image, tta=tta, **kw)
+
+
+def compact_labels(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as uint16 when its ids fit in half that range, else unchanged.
+
+    napari puts uint8/uint16 labels into its texture as they are, but hashes wider
+    integers to uint16 on every refresh (about 0.1 s per 2048² slice, in the GUI thread).
+    Half the range stays free for ids added by corrections.
+    """
+    if labels.dtype.kind not in "iu" or labels.dtype.itemsize <= 2:
+        return labels
+    if labels.size and (labels.min() < 0 or labels.max() >= 2**15):
+        return labels
+    return labels.astype(np.uint16)
 
 
 class PredictWidget(QWidget):
@@ -223,18 +239,24 @@ class PredictWidget(QWidget):
             # Layer data (features tables included) is built here, off the GUI thread.
             return self._layer_data(*out, settings=settings, probabilities=probabilities)
 
-        def done(layer_data):
-            for data, kwargs, kind in layer_data:
-                self._put(data, kwargs, kind)
-            self.updates += 1
+        result = []
 
         def finished():
-            self._post_busy = False
-            if self._post_dirty:
-                again, self._post_dirty, self._post_probabilities = self._post_probabilities, False, False
-                self.update_outputs(probabilities=again)
+            # Layers are written a step per event-loop turn; the update ends after the last.
+            if result:
+                self._write_layers(result[0], then=self._end_update)
+            else:
+                self._end_update(written=False)
 
-        return start_worker(work, on_returned=done, on_finished=finished)
+        return start_worker(work, on_returned=result.append, on_finished=finished)
+
+    def _end_update(self, written: bool = True):
+        if written:
+            self.updates += 1
+        self._post_busy = False
+        if self._post_dirty:
+            again, self._post_dirty, self._post_probabilities = self._post_probabilities, False, False
+            self.update_outputs(probabilities=again)
 
     def _layer_data(self, labels, inst, semantic, *, settings, probabilities: bool) -> list[tuple]:
         """``LayerDataTuple`` items for the outputs (pure numpy/pandas: worker-safe)."""
@@ -243,9 +265,11 @@ class PredictWidget(QWidget):
         classes = card.class_table()
         prov = {"model": {"name": card.name, "version": card.version, "architecture": card.architecture},
                 "postprocess": settings.to_dict(), "image": img.name}
+        labels = compact_labels(labels)
         out = [labels_layer(labels, instance_classes=inst, classes=classes, pixel_size=ps,
                             name=f"{img.name} {card.name} instances", metadata={"provenance": prov})]
         if semantic is not None:
+            semantic = compact_labels(semantic)
             out.append(labels_layer(semantic, pixel_size=ps, classes=classes,
                                     instance_classes={int(c): int(c) for c in np.unique(semantic) if c},
                                     name=f"{img.name} {card.name} classes"))
@@ -257,13 +281,46 @@ class PredictWidget(QWidget):
                             "image"))
         return out
 
-    def _put(self, data, kwargs, kind: str):
-        name = kwargs["name"]
-        if name in self._viewer.layers:
-            layer = self._viewer.layers[name]
+    def _write_layers(self, layer_data: list[tuple], then) -> None:
+        """Write ``layer_data`` into the viewer, one short step per event-loop turn, then ``then()``.
+
+        Adding a 2048² layer costs napari about 100 ms of GUI-thread work on software
+        OpenGL (vispy visuals, overlay visuals, layer controls), so each layer is its own
+        turn: an existing layer gets its data replaced; a new one is built in one turn, added
+        in the next, and the visuals of its overlays (the Labels paint and polygon tools,
+        which napari creates only once an overlay is visible) follow one per turn.
+        """
+        from qtpy.QtCore import QTimer
+
+        queue = deque(partial(self._write_layer, *item) for item in layer_data)
+
+        def step():
+            if not queue:
+                then()
+                return
+            more = queue.popleft()()
+            queue.extendleft(reversed(more or []))
+            QTimer.singleShot(0, step)
+
+        step()
+
+    def _write_layer(self, data, kwargs: dict, kind: str) -> list | None:
+        """Replace the data of the layer named ``kwargs["name"]``, or build it: returns further steps."""
+        from napari.layers import Layer
+
+        if kwargs["name"] in self._viewer.layers:
+            layer = self._viewer.layers[kwargs["name"]]
             layer.data = data
             for key in ("features", "metadata"):
                 if key in kwargs:
                     setattr(layer, key, kwargs[key])
-            return layer
-        return getattr(self._viewer, f"add_{kind}")(data, **kwargs)
+            return None
+        layer = Layer.create(data, dict(kwargs), kind)
+        deferred = [o for o in layer._overlays.values() if o.visible]
+        for overlay in deferred:
+            overlay.visible = False
+
+        def show(overlay):
+            overlay.visible = True
+
+        return [partial(self._viewer.layers.append, layer)] + [partial(show, o) for o in deferred]
