@@ -226,12 +226,14 @@ class MeasureWidget(QWidget):
         self.alpha = LineEdit(label="α per class", value=format_alpha(hp.alpha))
         self.measure_button = PushButton(text="Measure")
         self.export_button = PushButton(text="Export table…", enabled=False)
+        self.recipe_button = PushButton(text="Save batch recipe…")
         self.color_by = ComboBox(label="colour by", choices=["(instance colours)"])
         self.cmap = ComboBox(label="colormap", choices=list(COLORMAPS), value="viridis")
         self.show_text = CheckBox(text="write values on the canvas", value=False)
         self.params = Container(widgets=[
             self.labels, self.image, self.edges, self.guard, self.thickness, self.bins, self.lognormal,
             self.taylor, self.mu, self.burgers, self.alpha, self.measure_button, self.export_button,
+            self.recipe_button,
             self.color_by, self.cmap, self.show_text,
         ])
         self.summary = QLabel("Choose a Labels layer and press Measure.")
@@ -251,6 +253,7 @@ class MeasureWidget(QWidget):
         self._show_hardening_fields()
         self.measure_button.changed.connect(self.run)
         self.export_button.changed.connect(self._on_export)
+        self.recipe_button.changed.connect(self._on_save_recipe)
         self.color_by.changed.connect(self._on_color)
         self.cmap.changed.connect(self._on_color)
         self.show_text.changed.connect(self._on_color)
@@ -342,6 +345,21 @@ class MeasureWidget(QWidget):
     def _on_row(self, row):
         if self.labels.value is not None:
             focus_object(self._viewer, self.labels.value, row)
+
+    def recipe(self):
+        """A batch recipe: the labels' model and post-processing (from the Predict dock) + these settings."""
+        from ...core.batch import Recipe
+
+        layer = self.labels.value
+        if layer is None:
+            raise MicrosegError("Choose the Labels layer a model predicted.")
+        return Recipe.from_provenance(layer.metadata.get("provenance") or {}, measure=self.settings(),
+                                      provenance={"saved_from": "Measure dock"})
+
+    def _on_save_recipe(self, *_):
+        from .batch import save_recipe_dialog
+
+        save_recipe_dialog(self, self.recipe)
 
     def _on_export(self, *_):
         if self.result is None:

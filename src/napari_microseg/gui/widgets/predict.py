@@ -43,16 +43,16 @@ def model_choices() -> tuple[list[str], str]:
 
 
 def run_model(name: str, image, pixel_size, *, tile=None, halo=None, tta=False, progress=None, cancel=None):
-    """Load ``name`` and predict ``image``; returns ``(card, probabilities or InstancePrediction)``."""
-    from ...core.models.inference import predict_probabilities
-    from ...core.models.instances import predict_instances
+    """Load ``name`` and predict ``image``; returns ``(card, probabilities or InstancePrediction)``.
+
+    The network runs through :func:`napari_microseg.core.batch.process.predict`, as in a batch.
+    """
+    from ...core.batch.process import predict
     from ...core.models.registry import load_model
 
     model, card = load_model(name)
-    kw = dict(pixel_size=pixel_size, tile=tile or None, halo=halo or None, progress=progress, cancel=cancel)
-    if card.task == "instance":
-        return card, predict_instances(model, card, image, **kw)
-    return card, predict_probabilities(model, card, image, tta=tta, **kw)
+    return card, predict(model, card, image, pixel_size, tile=tile, halo=halo, tta=tta,
+                         progress=progress, cancel=cancel)
 
 
 def compact_labels(labels: np.ndarray) -> np.ndarray:
@@ -98,10 +98,13 @@ class PredictWidget(QWidget):
         self.fill = CheckBox(text="fill holes", value=False)
         self.open_r = SpinBox(label="opening radius (px)", min=0, max=20, value=0)
         self.smooth = FloatSpinBox(label="smooth boundaries (σ px)", min=0, max=10, step=0.5, value=0)
+        self.recipe_button = PushButton(text="Save batch recipe…", enabled=False)
+        #: Tile, halo and TTA of the run whose outputs are shown (recorded in recipes).
+        self.inference: dict = {}
         self.params = Container(widgets=[
             self.image, self.model, self.import_button, self.tile, self.halo, self.tta, self.run_button,
             self.cancel_button, self.klass, self.threshold, self.min_size, self.method, self.fill,
-            self.open_r, self.smooth,
+            self.open_r, self.smooth, self.recipe_button,
         ])
         self.status = QLabel(("Broken models: " + broken) if broken else "")
         self.status.setWordWrap(True)
@@ -112,6 +115,7 @@ class PredictWidget(QWidget):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self._on_cancel)
         self.import_button.changed.connect(self._on_import)
+        self.recipe_button.changed.connect(self._on_save_recipe)
         self.klass.changed.connect(self._on_class)
         self.threshold.changed.connect(self._on_threshold)
         for w in (self.min_size, self.method, self.fill, self.open_r, self.smooth):
@@ -158,9 +162,13 @@ class PredictWidget(QWidget):
         self._cancel = False
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self.status.setText(f"Running {self.model.value} on {layer.name}…")
+        inference = {"tile": self.tile.value or None, "halo": self.halo.value or None,
+                     "tta": bool(self.tta.value)}
 
         def done(out):
             self._image_layer = layer
+            self.inference = inference
+            self.recipe_button.enabled = True
             self.card, result = out
             self.thresholds = {int(k): float(v) for k, v in (self.card.thresholds or {}).items()}
             if self.card.task == "instance":
@@ -185,6 +193,21 @@ class PredictWidget(QWidget):
             on_errored=failed, progress_bar={"desc": f"Predicting with {self.model.value}"},
         )
         return worker
+
+    def recipe(self):
+        """A batch :class:`~napari_microseg.core.batch.Recipe` of the shown run and settings."""
+        from ...core.batch import InferenceSettings, Recipe
+
+        if self.card is None:
+            raise MicrosegError("Run the model first: a recipe records the model and settings of a run.")
+        return Recipe.for_model(self.card.name, inference=InferenceSettings(**self.inference),
+                                postprocess=self.postprocess_settings(),
+                                provenance={"saved_from": "Predict dock"})
+
+    def _on_save_recipe(self, *_):
+        from .batch import save_recipe_dialog
+
+        save_recipe_dialog(self, self.recipe)
 
     def _on_class(self, *_):
         if self.klass.value is None:
@@ -264,7 +287,7 @@ class PredictWidget(QWidget):
         ps = layer_pixel_size(img)
         classes = card.class_table()
         prov = {"model": {"name": card.name, "version": card.version, "architecture": card.architecture},
-                "postprocess": settings.to_dict(), "image": img.name}
+                "postprocess": settings.to_dict(), "inference": dict(self.inference), "image": img.name}
         labels = compact_labels(labels)
         out = [labels_layer(labels, instance_classes=inst, classes=classes, pixel_size=ps,
                             name=f"{img.name} {card.name} instances", metadata={"provenance": prov})]
