@@ -200,3 +200,20 @@ def test_inputs_names_and_serial_run(recipe, tmp_path):
     assert list(summary["status"]) == ["ok", "ok", "error", "ok"]
     html = run.report.read_text()
     assert "zz_bad.tif" in html and recipe.recipe_hash() in html and "Failed images (1)" in html
+
+
+def test_cancel_keeps_finished_images(recipe, tmp_path):
+    write_micrographs(tmp_path / "in", 3, size=64)
+    seen = []
+    run = run_batch(
+        recipe,
+        [tmp_path / "in"],
+        tmp_path / "out",
+        workers=0,
+        progress=lambda done, total, res: seen.append(done),
+        cancel=lambda: len(seen) >= 1,
+    )
+    assert run.info["cancelled"] and [r.status for r in run.results] == ["ok"]
+    assert "cancelled before every image was done" in run.report.read_text()
+    run = run_batch(recipe, [tmp_path / "in"], tmp_path / "out", workers=0)
+    assert [r.status for r in run.results] == ["skipped", "ok", "ok"] and not run.info["cancelled"]

@@ -132,6 +132,9 @@ def density_plot(results, folder: Path) -> Path | None:
         idx = [i for i, r in enumerate(rows) if r.row.get(key) is not None]
         if idx:
             ax.plot(idx, [rows[i].row[key] for i in idx], marker, ms=3, label=f"density {label}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("image (input order)")
     ax.set_ylabel("objects per area")
     ax.legend(loc="best", fontsize=8)

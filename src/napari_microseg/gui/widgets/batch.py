@@ -84,7 +84,7 @@ class BatchWidget(QWidget):
         self.bar.setValue(0)
         self.bar.setFormat("no batch run yet")
         self.status = QLabel(
-            "Choose a recipe (Save recipe… in the Predict or Measure dock), "
+            "Choose a recipe (Save batch recipe… in the Predict or Measure dock), "
             "an input folder and an output folder."
         )
         self.status.setWordWrap(True)
