@@ -61,6 +61,7 @@ def test_finetune_registers_a_prompt_model_the_label_dock_can_build(dirs):
     assert list_models(task="semantic") == [] and list_models(task="instance") == []
     assert "loops-click" in available_backends()
     card = list_prompt_models()[0].card
+    assert result.card.metrics == card["metrics"] and result.card.name == "loops-click"
     assert card["task"] == "promptable" and card["backend"] == "microseg-promptable"
     assert card["metrics"]["step"] == 2 and "iou_1click" in card["metrics"]
     assert card["provenance"]["data"]["validation_images"] == ["synth-2"]

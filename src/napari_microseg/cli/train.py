@@ -222,7 +222,10 @@ class _Progress:
             self.bar.refresh()
         elif ev.kind == "epoch":
             m = ev.metrics
-            scores = f"  val mIoU {m['miou']:.3f}  F1@0.3 {m['f1']:.3f}" if m else ""
+            if "miou" in m and "f1" in m:
+                scores = f"  val mIoU {m['miou']:.3f}  F1@0.3 {m['f1']:.3f}"
+            else:  # prompt models: mean IoU after 1 and 3 simulated clicks
+                scores = "".join(f"  val {k} {v:.3f}" for k, v in m.items() if isinstance(v, float))
             self._write(f"epoch {ev.epoch}: loss {ev.loss:.4f}{scores}")
         elif ev.kind == "message":
             self._write(ev.text)

@@ -22,6 +22,22 @@ from .config import TrainConfig, TrainEvent, TrainingDataError
 from .data import check_training_data, split_validation
 
 
+class PromptCard(dict):
+    """A registered prompt model's card: a dict that also reads like a ``ModelCard``.
+
+    ``card["metrics"]`` and ``card.metrics`` are the same, so callers of
+    :func:`~.engine.train` can treat every :attr:`TrainResult.card` alike.
+    """
+
+    name = property(lambda self: self["name"])
+    task = property(lambda self: self["task"])
+    metrics = property(lambda self: self.get("metrics", {}))
+    provenance = property(lambda self: self.get("provenance", {}))
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+
 def setup_run(config: TrainConfig, images, val_images, run_dir, resume: bool, checkpoint: str):
     """``(run folder, train images, validation images)`` after every check a run needs.
 
@@ -114,7 +130,7 @@ def register(
     val_images,
     run_dir: Path,
     overwrite: bool,
-) -> dict:
+) -> PromptCard:
     """Register a prompt model (card ``fields`` + ``files``); return its card."""
     from ..models.card import CARD_FORMAT, FORMAT_VERSION
     from ..models.registry import PROMPTABLE_TASK, register_prompt_model
@@ -135,4 +151,4 @@ def register(
     card = json.loads(json.dumps(card, default=str))
     register_prompt_model(card, files, overwrite=overwrite)
     write_json_atomic(run_dir / "card.json", card)
-    return card
+    return PromptCard(card)
