@@ -26,6 +26,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ...core.errors import MicrosegError
 from ..layer_data import labels_layer, layer_pixel_size
+from ..model_events import models_changed_event
 from ..workers import start_worker
 
 if TYPE_CHECKING:
@@ -122,16 +123,26 @@ class PredictWidget(QWidget):
             w.changed.connect(self.update_outputs)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
+        # A model trained (or imported) by another dock of this viewer appears at once.
+        models_changed_event(viewer).connect(self.refresh_models)
 
     def reset_choices(self, *_):
         """Refresh the image picker."""
         self.image.reset_choices()
 
-    def refresh_models(self):
-        """Re-read the model registry."""
+    def refresh_models(self, *_):
+        """Re-read the model registry, keeping the chosen model when it is still there."""
         names, broken = model_choices()
+        current = self.model.value
         self.model.choices = names or ["(no model registered)"]
+        if current in names:
+            self.model.value = current
         self.status.setText(("Broken models: " + broken) if broken else "")
+
+    def showEvent(self, event):
+        """Re-read the registry whenever the dock comes into view (e.g. after ``microseg train``)."""
+        self.refresh_models()
+        super().showEvent(event)
 
     def _on_import(self, *_):
         path, _ = QFileDialog.getOpenFileName(self, "Import a model", "", "napari-microseg model (*.zip)")
