@@ -265,6 +265,18 @@ def test_out_of_memory_halves_the_batch_and_continues(tmp_path, monkeypatch):
     assert res.history[-1]["step"] == 6
 
 
+def test_class_ids_with_gaps_map_to_output_channels(tmp_path):
+    ims = []
+    for s in range(3):
+        sm = generate("tem-loops", (96, 96), seed=s)
+        gaps = {i: 1 if c == 1 else 4 for i, c in sm.instance_classes.items()}
+        ims.append(TrainImage(f"s{s}", sm.image, sm.labels, gaps))
+    assert set().union(*(im.class_ids() for im in ims)) == {1, 4}
+    res = train(tiny_config(classes=[], epochs=1, steps_per_epoch=2), ims, run_dir=tmp_path / "r")
+    assert [c["id"] for c in res.card.classes] == [1, 4] and res.card.out_channels == 3
+    assert np.isfinite(res.history[-1]["loss"])
+
+
 def test_mask_rcnn_and_defectsegnet_train(tmp_path):
     mrcnn = {
         "backbone": "resnet18",

@@ -234,6 +234,10 @@ class _Run:
         self.best_score, self.bad_epochs = None, 0
         self.snapshots_done: list = []
         self.channel_of = {c: i + 1 for i, c in enumerate(self.card.class_ids)}
+        # class id -> output channel (ids need not be 1..K without gaps)
+        self.channel_lut = np.zeros(max(self.card.class_ids) + 1, np.int64)
+        for c, ch in self.channel_of.items():
+            self.channel_lut[c] = ch
 
     def _state(self) -> dict:
         return {
@@ -291,7 +295,7 @@ class _Run:
                 losses = self.model(x, targets)
                 return sum(losses.values())
             logits = self.model(x)
-            y = torch.from_numpy(tgts.astype(np.int64)).to(self.device)
+            y = torch.from_numpy(self.channel_lut[tgts]).to(self.device)
             loss = semantic_loss(logits, y, self.cfg.loss)
             if self.adapter:
                 loss = loss + self.adapter.generator_loss(self.model, logits, self.rng)
