@@ -218,3 +218,27 @@ def test_sam2_plumbing_in_the_dock_with_random_weights(make_napari_viewer, qtbot
     ctl2.set_target(image, target)
     qtbot.waitUntil(lambda: ctl2.ready, timeout=60000)
     assert "cache hit" in ctl2.status and backend.n_encoder_calls == 1
+
+
+def test_label_dock_lists_a_fine_tune_when_the_registry_changes(
+    make_napari_viewer, monkeypatch, tmp_path, torch_one_thread
+):
+    from napari_microseg.core.synth import generate
+    from napari_microseg.core.training import TrainConfig, TrainImage, train
+    from napari_microseg.gui.model_events import models_changed_event
+    from napari_microseg.gui.widgets.label import LabelWidget
+
+    monkeypatch.setenv("MICROSEG_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MICROSEG_RUNS_DIR", str(tmp_path / "runs"))
+    viewer = make_napari_viewer()
+    w = LabelWidget(viewer)
+    assert "my-clicks" not in w.model.choices
+    g = [generate("tem-loops", (128, 128), seed=s, n_objects=4) for s in (1, 2)]
+    cfg = TrainConfig(name="my-clicks", architecture="promptable", epochs=1, steps_per_epoch=1,
+                      batch_size=2, params={"val_objects": 2})
+    res = train(cfg, [TrainImage(f"s{i}", x.image, x.labels) for i, x in enumerate(g)],
+                run_dir=tmp_path / "run")
+    w.model.value = "otsu-flood"
+    models_changed_event(viewer)(name=res.model_name)
+    assert "my-clicks" in w.model.choices
+    assert w.model.value == "otsu-flood"  # the user's choice is kept

@@ -52,7 +52,13 @@ def _watch_stdin(flag: threading.Event) -> None:
     flag.set()  # "stop", or the parent closed the pipe / went away
 
 
+#: Niceness of the training process: the GUI (and its software rendering) gets the CPU first.
+NICENESS = 10
+
+
 def main(job_path: str) -> int:
+    if hasattr(os, "nice"):
+        os.nice(NICENESS)
     # Frames go to the original stdout; anything libraries print goes to stderr instead.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

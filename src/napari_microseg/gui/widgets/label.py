@@ -30,6 +30,7 @@ from ...core.classes import DEFAULT_CLASSES
 from ...core.errors import MicrosegError
 from ..labeling import LabelingController, shortcuts_html
 from ..layer_data import labels_layer, layer_classes, layer_pixel_size
+from ..model_events import models_changed_event
 
 if TYPE_CHECKING:
     import napari
@@ -159,11 +160,24 @@ class LabelWidget(QWidget):
         self.reject_button.changed.connect(lambda: self._call("reject_candidates"))
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
+        models_changed_event(viewer).connect(self.refresh_models)
 
     def reset_choices(self, *_):
         """Refresh the layer pickers."""
         self.image.reset_choices()
         self.labels.reset_choices()
+
+    def refresh_models(self, *_):
+        """Re-read the usable prompt models (e.g. a fine-tune the Train dock just registered).
+
+        Weights files chosen in this session stay listed; the chosen model stays chosen.
+        """
+        names, _ = usable_backends()
+        extra = [m for m in self.model.choices if m in self._checkpoints and m not in names]
+        current = self.model.value
+        self.model.choices = [*extra, *names]
+        if current in self.model.choices:
+            self.model.value = current
 
     def _say(self, text: str):
         self.status.setText(text)
