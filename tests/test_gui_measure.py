@@ -10,6 +10,7 @@ from skimage.draw import disk
 from napari_microseg.core.calibration import PixelSize
 from napari_microseg.core.measure import read_tables
 from napari_microseg.gui.layer_data import labels_layer, sample_to_layers
+from napari_microseg.gui.widgets.measure import viewer_camera
 
 pytestmark = pytest.mark.gui
 
@@ -77,7 +78,7 @@ def test_measure_dock_end_to_end(make_napari_viewer, qtbot, discs, tmp_path):
     row = table.set_index("label").loc[2].copy()
     row["label"] = 2
     w._on_row(row)
-    assert viewer.camera.center[-2:] == pytest.approx((120 * 0.5, 200 * 0.5))
+    assert viewer_camera(viewer).center[-2:] == pytest.approx((120 * 0.5, 200 * 0.5))
     assert "selected object" in viewer.layers and layer.selected_label == 2
     # export with provenance, lossless re-read
     written = w.export(tmp_path / "m.xlsx")

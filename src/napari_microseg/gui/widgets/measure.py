@@ -147,6 +147,12 @@ def show_values(viewer, labels_layer, table: pd.DataFrame, column: str, fmt: str
     )
 
 
+def viewer_camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def focus_object(viewer, labels_layer, row: pd.Series):
     """Centre the view on one object and ring it in a highlight layer."""
     yx = np.array([row["centroid_y_px"], row["centroid_x_px"]], dtype=float)
@@ -154,7 +160,7 @@ def focus_object(viewer, labels_layer, row: pd.Series):
     scale = np.asarray(labels_layer.scale[-2:], dtype=float)
     diam_px = float(row[diam_col]) / (scale[1] if diam_col.endswith("_nm") else 1.0)
     world = np.asarray(labels_layer.data_to_world(yx))
-    viewer.camera.center = tuple(world)
+    viewer_camera(viewer).center = tuple(world)
     if HIGHLIGHT_LAYER in viewer.layers:
         viewer.layers.remove(HIGHLIGHT_LAYER)
     layer = viewer.add_points(
