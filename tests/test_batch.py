@@ -217,3 +217,26 @@ def test_cancel_keeps_finished_images(recipe, tmp_path):
     assert "cancelled before every image was done" in run.report.read_text()
     run = run_batch(recipe, [tmp_path / "in"], tmp_path / "out", workers=0)
     assert [r.status for r in run.results] == ["skipped", "ok", "ok"] and not run.info["cancelled"]
+
+
+def test_rerun_removes_half_written_files_of_a_killed_run(recipe, tmp_path):
+    import os
+
+    from napari_microseg.core.atomic import atomic_path
+
+    write_micrographs(tmp_path / "in", 1, size=64)
+    out = tmp_path / "out"
+    out.mkdir()
+    # what a process killed inside atomic_path leaves behind
+    with pytest.raises(KeyboardInterrupt), atomic_path(out / "img00_objects.csv") as tmp:
+        tmp.write_text("half")
+        leftover = out / ".img00_objects.csv.abcd1234.part.csv"
+        os.link(tmp, leftover)
+        raise KeyboardInterrupt
+    keep = out / ".notes.txt"  # a hidden file of the user's: not ours
+    keep.write_text("mine")
+    past = leftover.stat().st_mtime - 60
+    os.utime(leftover, (past, past))
+    run = run_batch(recipe, [tmp_path / "in"], out, workers=0)
+    assert not leftover.exists() and keep.exists()
+    assert run.info["removed_partial_files"] == 1 and run.count("ok") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,29 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: Names of the temporary files :func:`atomic_path` writes (``.NAME.XXXXXXXX.partSUFFIX``).
+PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part[^/]*$")
+
+
+def remove_partials(folder, older_than: float) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes in ``folder``.
+
+    Only files named as :func:`atomic_path` names them and last modified before
+    ``older_than`` (a ``time.time()`` value, e.g. the start of the current run)
+    are removed, so a write in progress now is never touched. Returns the
+    removed paths.
+    """
+    removed = []
+    for p in Path(folder).glob(".*.part*"):
+        try:
+            if p.is_file() and PARTIAL_NAME.match(p.name) and p.stat().st_mtime < older_than:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:

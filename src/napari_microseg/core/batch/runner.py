@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import atomic_path, write_json_atomic
+from ..atomic import atomic_path, remove_partials, write_json_atomic
 from ..errors import MicrosegError
 from .process import ImageResult, finished, load_recipe_model, process_image
 from .recipe import Recipe
@@ -383,6 +383,8 @@ def batch_steps(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # half-written files of a killed earlier run (never this run's: they are newer)
+    stale = remove_partials(out_dir, older_than=time.time())
     paths = collect_inputs(inputs, exclude=out_dir)
     if not paths:
         raise MicrosegError("No input images found.")
@@ -398,6 +400,7 @@ def batch_steps(
         "device": device,
         "overwrite": overwrite,
         "started_utc": _now(),
+        "removed_partial_files": len(stale),
     }
     results = []
     with open(out_dir / SUMMARY_FILE, "w", newline="", encoding="utf-8") as f:
