@@ -106,6 +106,10 @@ def test_stop_mid_epoch_then_resume_continues_the_step_count(dirs):
     assert steps == [4] and not second.stopped
     assert [h["step"] for h in second.history] == [2, 4]
     assert second.model_name == "loops-click"
+    # the registered weights and metrics are those of the best validation epoch
+    best = [h for h in second.history if h["best"]]
+    assert best and second.card.metrics["step"] == best[-1]["step"]
+    assert second.best_weights.name == "best_weights.pt"
     assert make_backend("loops-click").name == "loops-click"
 
 

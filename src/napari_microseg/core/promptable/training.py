@@ -206,7 +206,9 @@ def train_promptable(
     Returns
     -------
     Path
-        ``out_dir/weights.pt``.
+        ``out_dir/best_weights.pt`` (the epoch with the best mean IoU after 1 and 3
+        validation clicks) when ``val_samples`` are given, else ``out_dir/weights.pt``
+        (the last weights, always written).
 
     Raises
     ------
@@ -304,6 +306,14 @@ def train_promptable(
             rec["val_iou"] = quick_val(model, crop, val_samples, meta=thresholds,
                                        max_objects=val_objects)
             model.train()
+            # best epoch: mean IoU after 1 and after 3 clicks
+            score = float(np.mean([rec["val_iou"][0], rec["val_iou"][min(2, len(rec["val_iou"]) - 1)]]))
+            if score > state.get("best_score", -1.0):
+                state["best_score"] = score
+                rec["best"] = True
+                with atomic_path(out / "best_weights.pt") as tmp:
+                    save_weights(tmp, model, crop, steps=state["step"],
+                                 elapsed_s=round(state["elapsed"], 1), **thresholds)
         state["history"].append(rec)
         save_checkpoint()
         with open(out / "log.jsonl", "a") as f:
@@ -316,7 +326,8 @@ def train_promptable(
     final = out / "weights.pt"
     save_weights(final, model, crop, steps=state["step"], elapsed_s=round(state["elapsed"], 1),
                  history=state["history"], **thresholds)
-    return final
+    best = out / "best_weights.pt"
+    return best if val_samples and best.is_file() else final
 
 
 def quick_val(model, crop: CropConfig, samples, n_corrective: int = 2, meta=None,

@@ -8,7 +8,8 @@ progress, stop after any step with a checkpoint, resume, and registration as a
 prompt model the Label dock offers by name.
 
 Run folder: ``checkpoint.pt`` (every epoch and at a stop), ``log.jsonl``,
-``history.json``, ``config.json``, ``weights.pt`` (final, fp16) and
+``history.json``, ``config.json``, ``weights.pt`` (last, fp16), ``best_weights.pt``
+(the best validation epoch: the one registered) and
 ``card.json`` once registered.
 
 Recipe from :class:`~.config.TrainConfig`: ``epochs``, ``steps_per_epoch``,
@@ -77,6 +78,7 @@ def _init(config: TrainConfig, params: dict):
 def _history_record(rec: dict) -> dict:
     """A ``log.jsonl`` record in the engine's history format (``val_`` metrics)."""
     out = {k: rec.get(k) for k in ("epoch", "step", "loss", "lr", "elapsed_s")}
+    out["best"] = bool(rec.get("best"))
     if rec.get("val_iou"):
         out.update({f"val_{k}": v for k, v in click_metrics(rec["val_iou"]).items()})
         out["val_mean_iou_per_click"] = rec["val_iou"]
