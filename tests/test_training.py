@@ -208,6 +208,16 @@ def _weights(run_dir):
     return torch.load(Path(run_dir) / "last.pt", weights_only=False)
 
 
+def test_without_validation_the_last_epoch_is_registered(tmp_path):
+    res = train(tiny_config(val_fraction=0, epochs=3), synthetic(), run_dir=tmp_path / "r")
+    assert [h["best"] for h in res.history] == [True, True, True]
+    assert res.card.metrics["step"] == 9
+    last = torch.load(res.run_dir / "last.pt", weights_only=False)["model"]
+    model, _ = load_model(res.model_name, device="cpu")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, last[k].float() if v.is_floating_point() else last[k])
+
+
 def test_stop_then_resume_continues_where_it_stopped(tmp_path):
     cfg = tiny_config(epochs=3, steps_per_epoch=2)
     full = train(cfg, synthetic(), run_dir=tmp_path / "full", register=False)

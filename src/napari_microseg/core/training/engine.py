@@ -348,7 +348,7 @@ class _Run:
     def _is_better(self, metrics: dict) -> bool:
         score = (metrics.get("f1", 0.0), metrics.get("miou", 0.0)) if metrics else None
         if score is None or any(np.isnan(v) for v in score):
-            score = (-self.step, 0.0)  # no validation: the latest is the best
+            score = (float(self.step), 0.0)  # no validation: the latest is the best
         if self.best_score is None or tuple(score) > tuple(self.best_score):
             self.best_score = list(score)
             return True
