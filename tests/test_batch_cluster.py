@@ -148,3 +148,36 @@ def test_cluster_batch_killed_halfway_then_resumed(tmp_path, monkeypatch, torch_
     info = json.loads((out / "run.json").read_text())
     assert info["workers"] == 2 and info["scheduler"].startswith("tcp://127.0.0.1:")
     assert info["n_skipped"] == len(before) and info["n_failed"] == 1 and not info["cancelled"]
+
+
+def test_cancel_on_a_cluster_keeps_finished_images(tmp_path, monkeypatch, torch_one_thread):
+    from napari_microseg.core.batch import run_batch
+
+    monkeypatch.setenv("MICROSEG_MODELS_DIR", str(tmp_path / "models"))
+    card = register_tiny_unet()
+    write_micrographs(tmp_path / "in", 8, size=128)
+    recipe = Recipe.for_model(card.name)
+    out = tmp_path / "out"
+    seen = []
+    run = run_batch(
+        recipe,
+        [tmp_path / "in"],
+        out,
+        workers=2,
+        threads_per_worker=1,
+        progress=lambda done, total, res: seen.append(res.status),
+        cancel=lambda: len(seen) >= 2,
+    )
+    assert run.info["cancelled"] and run.info["scheduler"].startswith("tcp://127.0.0.1:")
+    done = [r for r in run.results if r.status == "ok"]
+    assert 2 <= len(done) < 8
+    # finished images are complete on disk (tasks already on a worker may finish too,
+    # their record is written last), nothing is half-written
+    records = _done_records(out)
+    assert {r.name for r in done} <= set(records)
+    for name in records:
+        assert all(p.is_file() for p in output_paths(out, name).values()), name
+    assert not list(out.glob(".*.part*"))
+    # a rerun (here in-process) skips every finished image and completes the rest
+    again = run_batch(recipe, [tmp_path / "in"], out, workers=0)
+    assert again.count("skipped") == len(records) and again.count("ok") == 8 - len(records)
