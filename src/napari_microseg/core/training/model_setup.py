@@ -48,7 +48,6 @@ def make_card(cfg: TrainConfig, classes: list[dict]) -> ModelCard:
 
 def init_from(model, card: ModelCard, init: str, log) -> None:
     """Load matching tensors of a registered model (or weights file) into ``model``."""
-    from ..models.checkpoint import read_weights
     from ..models.registry import CARD_FILE, WEIGHTS_FILE, find_model
 
     path = Path(init)
@@ -60,10 +59,14 @@ def init_from(model, card: ModelCard, init: str, log) -> None:
                 f"Model {init!r} is a {base.architecture}, not a {card.architecture}."
             )
         path = entry.folder / WEIGHTS_FILE
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    # not read_weights(): its card checks would refuse e.g. another number of classes
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for damaged files
+        raise TrainingDataError(f"{init}: not a readable weights file ({e}).") from None
+    state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict):
-        state = read_weights(path, card)
+        raise TrainingDataError(f"{init}: the file does not hold a state dict.")
     own = model.state_dict()
     fit = {
         k: v.float() if v.is_floating_point() else v

@@ -38,11 +38,20 @@ class PromptCard(dict):
         return dict(self)
 
 
-def setup_run(config: TrainConfig, images, val_images, run_dir, resume: bool, checkpoint: str):
+def setup_run(
+    config: TrainConfig,
+    images,
+    val_images,
+    run_dir,
+    resume: bool,
+    checkpoint: str,
+    patch_size: int = 1,
+):
     """``(run folder, train images, validation images)`` after every check a run needs.
 
     Raises :class:`~.config.TrainingDataError` before anything starts: a name
-    taken by a built-in backend, nothing to resume, no image, no object.
+    taken by a built-in backend, nothing to resume, no image, no object, a
+    training image smaller than ``patch_size``.
     """
     from ..prompting.registry import _fixed_names
     from .engine import default_run_dir
@@ -59,7 +68,7 @@ def setup_run(config: TrainConfig, images, val_images, run_dir, resume: bool, ch
             images, config.val_fraction, config.kfold, config.fold, config.seed
         )
     val_images = list(val_images or [])
-    check_training_data(images, 1)
+    check_training_data(images, patch_size)
     if val_images:
         check_training_data(val_images, 1, what="validation")
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.name)

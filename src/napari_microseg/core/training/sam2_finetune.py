@@ -491,13 +491,9 @@ def finetune(
     progress = progress or (lambda e: None)
     should_stop = should_stop or (lambda: False)
     params = {**DEFAULT_PARAMS, **(config.params or {})}
-    run_dir, images, val_images = setup_run(config, images, val_images, run_dir, resume, CHECKPOINT)
-    check_patch = [im for im in images if min(np.shape(im.image)) < config.patch_size]
-    if check_patch:
-        raise TrainingDataError(
-            f"{check_patch[0].name}: the image is smaller than the patch size "
-            f"{config.patch_size}; choose a smaller patch size."
-        )
+    run_dir, images, val_images = setup_run(
+        config, images, val_images, run_dir, resume, CHECKPOINT, patch_size=config.patch_size
+    )
     run = _Sam2Run(config, params, images, val_images, run_dir, progress)
     run.setup()
     if resume:
