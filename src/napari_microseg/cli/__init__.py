@@ -3,15 +3,20 @@
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
 taking the parsed arguments and returning an exit code. Subcommands call the
-same core functions as the napari widgets. A :class:`MicrosegError` ends the
-program with one line on stderr and exit code 1.
+same core functions as the napari widgets. A :class:`MicrosegError` or an
+:class:`OSError` (missing file, permission denied, disk full, ...) ends the
+program with one line ``microseg CMD: error: ...`` on stderr and exit code 1;
+each warning is shown as one line ``microseg CMD: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+import warnings
 
 from .. import __version__
 from ..core.errors import MicrosegError
@@ -37,18 +42,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(e: OSError) -> str:
+    """One line for an :class:`OSError`: ``PATH: reason`` (the path(s) first when known)."""
+    reason = e.strerror or str(e) or type(e).__name__
+    paths = [p for p in (e.filename, getattr(e, "filename2", None)) if p is not None]
+    if not paths:
+        return _one_line(reason)
+    return _one_line(f"{os.fsdecode(paths[0])}: {reason}"
+                     + (f" (-> {os.fsdecode(paths[1])})" if len(paths) > 1 else ""))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+@contextlib.contextmanager
+def cli_warnings(command: str):
+    """Show every warning raised inside the block as one line ``microseg CMD: warning: MSG``."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = file if file is not None else sys.stderr
+        try:
+            print(f"microseg {command}: warning: {_one_line(message)}", file=stream, flush=True)
+        except (OSError, ValueError):  # stderr closed: nothing sensible left to do
+            pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``microseg`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except MicrosegError as e:
-        print(f"microseg {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"microseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with cli_warnings(args.command):
+        try:
+            return int(args.func(args) or 0)
+        except MicrosegError as e:
+            print(f"microseg {args.command}: error: {_one_line(e)}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"microseg {args.command}: error: {os_error_message(e)}", file=sys.stderr)
+            return 1
+        except MemoryError:
+            print(f"microseg {args.command}: error: out of memory; try a smaller image or tile",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"microseg {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..core.calibration import PixelSize
 from ..core.errors import MicrosegError
 from ..core.evaluate import evaluate_image, report_to_json
-from ..core.labels_io import read_labels
+from ..core.labels_io import read_labels, warn_if_pixel_sizes_differ
 
 
 def register(sub) -> None:
@@ -22,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("gt", help="ground-truth labels .tif (+ sidecar with classes)")
     p.add_argument("--iou", type=float, default=0.3, help="IoU a match needs (default 0.3)")
     p.add_argument("--pixel-size", type=float, metavar="NM", help="pixel size in nm for sizes")
-    p.add_argument("--probability", metavar="TIF", help="foreground probability map for AUPRC")
+    p.add_argument("--probability", metavar="TIF", help="float probability map for AUPRC: 2-D foreground in [0, 1], or the "
+                   "<stem>_prob.tif class planes of predict --probabilities")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument(
         "--source-report",
@@ -46,11 +49,13 @@ def run(args) -> int:
         ps = PixelSize.isotropic(args.pixel_size, "user", "--pixel-size")
     else:
         ps = gt.pixel_size if gt.pixel_size.calibrated else pred.pixel_size
+        warn_if_pixel_sizes_differ(ps, pred.pixel_size, f"the ground truth {Path(args.gt).name}",
+                                   f"the prediction {Path(args.pred).name}")
     prob = None
     if args.probability:
-        from ..core.reading import read_micrograph
+        from ..core.evaluate.probability import read_probability
 
-        prob = np.asarray(read_micrograph(args.probability).data, dtype=np.float64)
+        prob = read_probability(args.probability, gt.labels.shape)
     report = evaluate_image(
         pred.labels,
         gt.labels,
@@ -120,6 +125,8 @@ def format_report(rep: dict) -> str:
     lines += [
         "",
         "pixel: mIoU "
+        + ("(foreground IoU: the ground truth has no classes) "
+           if px.get("miou_basis", "classes") != "classes" else "")
         + _f(px["miou"])
         + "  Dice "
         + _f(px["dice"])

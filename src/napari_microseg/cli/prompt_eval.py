@@ -6,7 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..core.atomic import atomic_path
 from ..core.errors import MicrosegError
+from ..core.output_paths import check_outputs
 
 
 def register(sub) -> None:
@@ -65,6 +67,7 @@ def run(args) -> int:
 
     if args.clicks < 0:
         raise MicrosegError("--clicks must be 0 or more.")
+    check_outputs([], [("--json", args.json), ("--plot", args.plot)])
     layout = detect_layout(args.dataset)
     if layout == "boxes" and "oracle" in args.backend:
         raise MicrosegError("The oracle needs instance masks; this dataset only has boxes.")
@@ -91,7 +94,8 @@ def run(args) -> int:
         results.append(r)
     print(format_table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps({"dataset": dataset, "results": results}, indent=1))
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"dataset": dataset, "results": results}, indent=1))
     if args.plot:
         if layout == "boxes":
             print("no click curve for a box-only dataset; --plot ignored", file=sys.stderr)

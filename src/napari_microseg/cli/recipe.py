@@ -45,10 +45,11 @@ def register(sub) -> None:
     p.add_argument("--bins", type=int, default=20, metavar="N", help="histogram bins")
     p.add_argument(
         "--pixel-size-policy",
-        choices=("metadata", "override", "require"),
+        choices=("metadata", "require", "override", "allow_px"),
         default="metadata",
-        help="use the file's calibration (default), override it "
-        "with --pixel-size, or refuse uncalibrated images",
+        help="metadata (default; 'require' is the same): the file's calibration or its "
+        "microseg.json sidecar, an uncalibrated image is an error; override: --pixel-size for "
+        "every image; allow_px: measure uncalibrated images in px (the report says so)",
     )
     p.add_argument(
         "--pixel-size", type=float, metavar="NM", help="nm/px for --pixel-size-policy override"
@@ -63,8 +64,10 @@ def run(args) -> int:
     from ..core.measure import MeasureSettings
     from ..core.models.card import CARD_FILE, read_card
     from ..core.models.registry import find_model
+    from ..core.output_paths import check_outputs
     from .predict import _settings
 
+    check_outputs([], [("--out", args.out)])
     card = read_card(find_model(args.model).folder / CARD_FILE)
     policy = args.pixel_size_policy
     if args.pixel_size is not None and policy == "metadata":

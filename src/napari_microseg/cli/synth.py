@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..core.errors import MicrosegError
+from ..core.output_paths import check_output_dir
 from ..core.synth import KINDS, generate, write_sample
 
 
@@ -45,6 +46,9 @@ def run(args) -> int:
     if args.seed < 0:
         raise MicrosegError("--seed must be non-negative")
     prefix = args.prefix or args.kind
+    if not prefix or any(c in prefix for c in "/\\") or prefix in (".", ".."):
+        raise MicrosegError("--prefix must be a plain file-name prefix (no folders).")
+    check_output_dir(args.out, "--out")
     for seed in range(args.seed, args.seed + args.n):
         s = generate(
             args.kind, shape=tuple(args.size), pixel_size_nm=args.pixel_size, seed=seed,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,9 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; move it into place on success.
 
     If the block raises, the temporary file is removed and ``path`` is left as
-    it was (absent, or its previous content).
+    it was (absent, or its previous content). The final file gets the mode of
+    the file it replaces, else the usual ``0o666 & ~umask`` (not the ``0o600``
+    of the temporary file).
 
     Examples
     --------
@@ -23,16 +27,63 @@ def atomic_path(path: str | os.PathLike):
     ...     tifffile.imwrite(tmp, data)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    except OSError as e:  # name the file the user asked for, not the temporary one
+        raise type(e)(e.errno, _reason(e), str(path)) from e
     os.close(fd)
     try:
         yield Path(tmp)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if e.errno is not None and (e.filename is None or os.fsdecode(e.filename) == tmp):
+            raise type(e)(e.errno, _reason(e), str(path)) from e
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _reason(e: OSError) -> str:
+    """The reason of an OS error (``strerror``), with a hint for the common write failures."""
+    hint = {
+        errno.EROFS: "read-only file system; choose another output location",
+        errno.ENOSPC: "no space left on device",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.ENOTDIR: "a parent of this path is a file, not a folder",
+        errno.EEXIST: "a file with this name is in the way of a folder",
+    }
+    return hint.get(e.errno, e.strerror or str(e))
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """Mode for a file written to ``path``: the replaced file's, else ``0o666 & ~umask``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
 
 
 #: Names of the temporary files :func:`atomic_path` writes (``.NAME.XXXXXXXX.partSUFFIX``).

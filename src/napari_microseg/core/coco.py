@@ -9,6 +9,8 @@ Class names and colours go to ``categories``.
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from .. import __version__
 from .atomic import write_json_atomic
 from .calibration import PixelSize
 from .classes import ClassTable, DefectClass
-from .errors import CorruptFileError, LabelsError
+from .errors import CalibrationError, CorruptFileError, LabelsError
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
@@ -94,6 +96,11 @@ def labels_to_coco(
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise LabelsError(f"Labels must be 2-D, got shape {labels.shape}.")
+    if labels.dtype.kind not in "iub":
+        raise LabelsError(f"Labels of dtype {labels.dtype} are not instance ids.")
+    if labels.size and labels.min() < 0:
+        raise LabelsError(f"Labels hold negative values (min {int(labels.min())}); instance ids "
+                          "must be 0 (background) or positive.")
     classes = classes or ClassTable()
     instance_classes = instance_classes or {}
     anns, need_unclassified = [], False
@@ -154,15 +161,136 @@ def read_coco(path) -> dict:
     """Load a COCO JSON file, with a clear error when it is not one."""
     try:
         coco = json.loads(Path(path).read_text())
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(f"Cannot read COCO file {Path(path).name}: not UTF-8 text.") from e
     except (OSError, json.JSONDecodeError) as e:
         raise CorruptFileError(f"Cannot read COCO file {Path(path).name}: {e}") from e
     if not isinstance(coco, dict) or not {"images", "annotations"} <= set(coco):
         raise LabelsError(f"{Path(path).name} is not COCO instance annotations (needs 'images' and 'annotations').")
+    for key in ("images", "annotations"):
+        if not isinstance(coco[key], list) or not all(isinstance(x, dict) for x in coco[key]):
+            raise LabelsError(f"{Path(path).name}: '{key}' must be a list of objects.")
+    if not isinstance(coco.get("categories", []), list):
+        raise LabelsError(f"{Path(path).name}: 'categories' must be a list of objects.")
     return coco
+
+
+#: Largest image :func:`coco_to_labels` rasterises, in pixels (about 8 GB of int32 labels).
+MAX_PIXELS = 2**31
+
+
+def coco_image_entry(coco: dict, image: int | str | None = None) -> dict:
+    """The ``images`` entry for ``image`` (id or file name; optional with one image)."""
+    images = coco["images"]
+    if image is None:
+        if len(images) != 1:
+            raise LabelsError(f"The COCO file holds {len(images)} images; say which one.")
+        return images[0]
+    matches = [im for im in images if im.get("id") == image or im.get("file_name") == image
+               or Path(str(im.get("file_name", ""))).name == str(image)]
+    if not matches:
+        raise LabelsError(f"No image {image!r} in the COCO file.")
+    return matches[0]
+
+
+def coco_image_shape(entry: dict) -> tuple[int, int]:
+    """``(height, width)`` of a COCO image entry, checked and bounded before anything is allocated.
+
+    Raises :class:`LabelsError` for a missing, non-integer or non-positive size
+    and for an image above :data:`MAX_PIXELS` pixels or whose labels would take
+    more than a quarter of the available memory.
+    """
+    name = f"COCO image {entry.get('id', entry.get('file_name', '?'))!r}"
+    dims = []
+    for key in ("height", "width"):
+        v = entry.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or int(v) <= 0:
+            raise LabelsError(f"{name}: '{key}' must be a positive whole number, got {v!r}.")
+        dims.append(int(v))
+    h, w = dims
+    n_px = h * w
+    avail = _available_memory()
+    if n_px > MAX_PIXELS or (avail is not None and n_px * 4 > avail / 4):
+        limit = f"{MAX_PIXELS} px" + (f" or a quarter of the {avail / 2**30:.1f} GiB of free memory"
+                                      if avail is not None else "")
+        raise LabelsError(f"{name} declares {w} x {h} px ({n_px * 4 / 2**30:.1f} GiB of labels), "
+                          f"over the limit ({limit}); check its 'width' and 'height'.")
+    return h, w
+
+
+def _available_memory() -> int | None:
+    """Free physical memory in bytes, or ``None`` when the OS does not say."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def coco_pixel_size(entry: dict) -> PixelSize:
+    """The pixel size a COCO image entry carries (``pixel_size_nm``: ``[y, x]`` or one number)."""
+    v = entry.get("pixel_size_nm")
+    if v is None:
+        return PixelSize.uncalibrated("no pixel_size_nm in the COCO image entry")
+    try:
+        y, x = (v, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+        return PixelSize(float(y), float(x), "sidecar", "COCO pixel_size_nm")
+    except (TypeError, ValueError, CalibrationError) as e:
+        raise LabelsError(f"COCO image {entry.get('id')!r}: pixel_size_nm {v!r} is not a positive "
+                          "number or a [y, x] pair of them.") from e
+
+
+def _polygons(seg, ann_id) -> list[np.ndarray]:
+    """Checked polygons of one annotation as ``(n, 2)`` float arrays of ``x, y``."""
+    if not isinstance(seg, list):
+        raise LabelsError(f"COCO annotation {ann_id!r}: 'segmentation' must be polygons or RLE.")
+    polys = []
+    for poly in seg:
+        if not isinstance(poly, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
+        ):
+            raise LabelsError(f"COCO annotation {ann_id!r}: polygon coordinates must be numbers.")
+        if len(poly) % 2:
+            raise LabelsError(f"COCO annotation {ann_id!r}: a polygon has an odd number "
+                              f"({len(poly)}) of coordinates; expected x, y pairs.")
+        if len(poly) < 6:
+            raise LabelsError(f"COCO annotation {ann_id!r}: a polygon needs at least 3 points.")
+        polys.append(np.asarray(poly, dtype=float).reshape(-1, 2))
+    return polys
+
+
+def _rle_mask(seg: dict, shape, ann_id) -> np.ndarray:
+    size, counts = seg.get("size"), seg.get("counts")
+    if not isinstance(size, list) or [_int_or_none(v) for v in size] != list(shape):
+        raise LabelsError(f"COCO annotation {ann_id!r}: RLE size {size!r} differs from the image's "
+                          f"{list(shape)}.")
+    if isinstance(counts, list) and not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts
+    ):
+        raise LabelsError(f"COCO annotation {ann_id!r}: RLE counts must be non-negative integers.")
+    try:
+        return rle_to_mask(seg)
+    except LabelsError as e:
+        raise LabelsError(f"COCO annotation {ann_id!r}: {e}") from e
+
+
+def _int_or_none(v):
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == int(v) else None
+
+
+def _ids(ids: list) -> str:
+    shown = ", ".join(str(i) for i in ids[:10])
+    return shown + (f", ... ({len(ids) - 10} more)" if len(ids) > 10 else "")
 
 
 def coco_to_labels(coco: dict, image: int | str | None = None) -> tuple[np.ndarray, dict, ClassTable]:
     """Rasterise the annotations of one image of a COCO dict.
+
+    Malformed annotations (string or odd-length coordinates, wrong RLE size)
+    raise :class:`LabelsError` naming the annotation id. Annotations that end
+    up with no pixel -- NaN coordinates, outside the image, or completely
+    covered by later annotations (e.g. duplicates) -- are dropped with a
+    warning that gives their count and ids; polygons reaching past the image
+    edge are clipped with a warning.
 
     Parameters
     ----------
@@ -174,38 +302,79 @@ def coco_to_labels(coco: dict, image: int | str | None = None) -> tuple[np.ndarr
     Returns
     -------
     labels : ndarray of int32
-        Instance ids ``1..n`` in annotation order; later objects win overlaps.
+        Instance ids ``1..n`` in annotation order (no gaps); later objects win overlaps.
     instance_classes : dict
         ``{instance_id: category_id}`` (category 0 is left unclassified).
     classes : ClassTable
         From ``categories`` (id 0 dropped).
     """
-    images = coco["images"]
-    if image is None:
-        if len(images) != 1:
-            raise LabelsError(f"The COCO file holds {len(images)} images; say which one.")
-        entry = images[0]
-    else:
-        matches = [im for im in images if im.get("id") == image or im.get("file_name") == image
-                   or Path(str(im.get("file_name", ""))).name == str(image)]
-        if not matches:
-            raise LabelsError(f"No image {image!r} in the COCO file.")
-        entry = matches[0]
-    shape = (int(entry["height"]), int(entry["width"]))
+    entry = coco_image_entry(coco, image)
+    shape = coco_image_shape(entry)
     labels = np.zeros(shape, dtype=np.int32)
-    inst = {}
+    cat_of, ann_of = {}, {}
+    dropped = {"NaN coordinates": [], "no pixel inside the image": []}
+    clipped = []
     n = 0
-    for ann in coco["annotations"]:
-        if ann.get("image_id") != entry["id"]:
+    for k, ann in enumerate(coco["annotations"]):
+        if ann.get("image_id") != entry.get("id"):
             continue
+        ann_id = ann.get("id", f"#{k}")
         seg = ann.get("segmentation")
-        mask = rle_to_mask(seg) if isinstance(seg, dict) else polygons_to_mask(seg or [], shape)
+        cat = ann.get("category_id", 0)
+        if isinstance(cat, bool) or not isinstance(cat, (int, float)) or cat != int(cat):
+            raise LabelsError(f"COCO annotation {ann_id!r}: category_id {cat!r} is not an integer.")
+        if isinstance(seg, dict):
+            mask = _rle_mask(seg, shape, ann_id)
+        else:
+            polys = _polygons(seg or [], ann_id)
+            if any(not np.all(np.isfinite(p)) for p in polys):
+                dropped["NaN coordinates"].append(ann_id)
+                continue
+            if any(_beyond(p, shape) for p in polys):
+                clipped.append(ann_id)
+            mask = polygons_to_mask([p.ravel() for p in polys], shape)
         if not mask.any():
+            dropped["no pixel inside the image"].append(ann_id)
             continue
         n += 1
         labels[mask] = n
-        if int(ann.get("category_id", 0)) > 0:
-            inst[n] = int(ann["category_id"])
-    cats = [c for c in coco.get("categories", []) if int(c["id"]) > 0]
+        ann_of[n] = ann_id
+        if int(cat) > 0:
+            cat_of[n] = int(cat)
+    labels, inst, covered = _renumber(labels, cat_of, ann_of)
+    dropped["completely covered by later annotations (duplicates?)"] = covered
+    for why, ids in dropped.items():
+        if ids:
+            warnings.warn(f"{len(ids)} COCO annotation(s) dropped, {why}: ids {_ids(ids)}.",
+                          stacklevel=2)
+    if clipped:
+        warnings.warn(f"{len(clipped)} COCO annotation(s) reach past the {shape[1]} x {shape[0]} px "
+                      f"image and were clipped: ids {_ids(clipped)}.", stacklevel=2)
+    cats = []
+    for c in coco.get("categories", []):
+        if not isinstance(c, dict) or _int_or_none(c.get("id")) is None or "name" not in c:
+            raise LabelsError(f"COCO category {c!r} needs an integer 'id' and a 'name'.")
+        if int(c["id"]) > 0:
+            cats.append(c)
     classes = ClassTable(DefectClass(int(c["id"]), str(c["name"]), c.get("color", "#ff0000")) for c in cats)
     return labels, inst, classes
+
+
+def _beyond(xy: np.ndarray, shape) -> bool:
+    """Whether polygon vertices lie past the image's half-pixel border."""
+    tol = 1e-6
+    return bool(np.any(xy < -0.5 - tol) or np.any(xy[:, 0] > shape[1] - 0.5 + tol)
+                or np.any(xy[:, 1] > shape[0] - 0.5 + tol))
+
+
+def _renumber(labels: np.ndarray, cat_of: dict, ann_of: dict):
+    """Ids ``1..n`` for the instances left; the annotation ids of those fully overwritten."""
+    present = np.unique(labels)
+    present = present[present > 0]
+    if present.size == len(ann_of):
+        return labels, cat_of, []
+    covered = [ann_of[i] for i in sorted(set(ann_of) - set(present.tolist()))]
+    lut = np.zeros(max(ann_of) + 1, dtype=np.int32)
+    lut[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    inst = {int(lut[i]): c for i, c in cat_of.items() if lut[i] > 0}
+    return lut[labels], inst, covered

@@ -15,6 +15,7 @@ without a sidecar reads as instances of unknown class.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,18 +159,56 @@ def read_labels(path) -> LabelsRecord:
     arr = np.asarray(mg.data)
     if arr.ndim != 2 or arr.dtype.kind not in "iub":
         raise LabelsError(f"{path.name} is not an instance-labels image (shape {arr.shape}, dtype {arr.dtype}).")
+    if arr.size and arr.dtype.kind == "i" and arr.min() < 0:
+        raise LabelsError(f"{path.name} holds negative label values (min {int(arr.min())}); instance "
+                          "ids must be 0 (background) or positive.")
     side = sidecar_path(path)
     if not side.exists():
         return LabelsRecord(labels=arr, pixel_size=mg.pixel_size, metadata={"sidecar": None})
-    try:
-        d = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CorruptFileError(f"Cannot read the labels sidecar {side.name}: {e}") from e
-    if d.get("format") != SIDECAR_FORMAT:
-        raise LabelsError(f"{side.name} is not a napari-microseg labels sidecar.")
+    d = _read_sidecar(side)
     if list(d.get("shape", arr.shape)) != list(arr.shape):
         raise LabelsError(f"{side.name} describes shape {d.get('shape')} but {path.name} is {list(arr.shape)}.")
-    classes = ClassTable.from_list(d.get("classes", []))
-    inst = check_instance_classes({int(k): v for k, v in d.get("instance_classes", {}).items()}, classes)
-    ps = PixelSize.from_dict(d["pixel_size"]) if d.get("pixel_size") else mg.pixel_size
-    return LabelsRecord(labels=arr, instance_classes=inst, classes=classes, pixel_size=ps, metadata=d.get("metadata", {}))
+    try:
+        classes = ClassTable.from_list(d.get("classes") or [])
+        inst = check_instance_classes(
+            {int(k): v for k, v in (d.get("instance_classes") or {}).items()}, classes)
+        ps = PixelSize.from_dict(d["pixel_size"]) if d.get("pixel_size") else mg.pixel_size
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise LabelsError(f"{side.name}: malformed classes or pixel size ({e}); fix or delete the sidecar.") from e
+    if d.get("pixel_size"):
+        warn_if_pixel_sizes_differ(ps, mg.pixel_size, f"the sidecar {side.name}", f"the TIFF tags of {path.name}")
+    metadata = d.get("metadata") if isinstance(d.get("metadata"), dict) else {}
+    return LabelsRecord(labels=arr, instance_classes=inst, classes=classes, pixel_size=ps, metadata=metadata)
+
+
+def _read_sidecar(side: Path) -> dict:
+    """The parsed sidecar dict; one-line errors for unreadable, non-JSON or non-object content."""
+    try:
+        d = json.loads(side.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # ValueError covers JSON and UTF-8 decoding errors
+        reason = "not UTF-8 JSON text" if isinstance(e, UnicodeDecodeError) else " ".join(str(e).split())
+        raise CorruptFileError(f"Cannot read the labels sidecar {side.name}: {reason}; fix or delete it.") from e
+    if not isinstance(d, dict) or d.get("format") != SIDECAR_FORMAT:
+        raise LabelsError(f"{side.name} is not a napari-microseg labels sidecar; fix or delete it.")
+    return d
+
+
+def warn_if_pixel_sizes_differ(used: PixelSize, other: PixelSize, used_name: str, other_name: str) -> bool:
+    """Warn (one line) when two calibrated pixel sizes differ by more than 0.1 %; return whether they do.
+
+    ``used`` is the value the caller goes on with; the message names both sources.
+    """
+    if not (used.calibrated and other.calibrated):
+        return False
+    a, b = (used.x_nm, used.y_nm), (other.x_nm, other.y_nm)
+    if all(abs(p - q) <= 1e-3 * max(p, q) for p, q in zip(a, b, strict=True)):
+        return False
+    warnings.warn(f"pixel size {_nm(used)} from {used_name} differs from {_nm(other)} from "
+                  f"{other_name}; using {_nm(used)} ({used_name}).", stacklevel=2)
+    return True
+
+
+def _nm(ps: PixelSize) -> str:
+    if ps.x_nm == ps.y_nm:
+        return f"{ps.x_nm:g} nm/px"
+    return f"{ps.x_nm:g} x {ps.y_nm:g} nm/px"

@@ -29,7 +29,10 @@ JSON keys of the report (all plain JSON types; NaN becomes ``null`` in
     i.e. recall at that IoU threshold.
 ``pixel``
     :func:`.pixel_metrics.pixel_scores` with classes keyed by name, plus
-    ``auprc`` (average precision of the probability map, ``null`` without one).
+    ``auprc`` (average precision of the probability map, ``null`` without one),
+    ``miou_basis`` (``"classes"``, or ``"foreground (ground truth without
+    classes)"`` when the ground truth has no classes but the prediction has:
+    ``miou`` is then the foreground IoU, with a warning) and ``miou_per_class``.
 ``images``
     For a set: the per-image reports (without their own ``images``).
 
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -326,7 +330,32 @@ def evaluate_images(
     out = _finalize(parts, iou_threshold, names)
     if per_image:
         out["images"] = singles
+    fallback = not any(it.get("true_classes") for it in items) and any(
+        it.get("pred_classes") for it in items
+    )
+    for rep in [out, *singles]:
+        _miou_basis(rep, fallback)
+    if fallback:
+        warnings.warn(
+            "the ground truth has no classes (no class sidecar) but the prediction has: pixel "
+            f"mIoU is the class-agnostic foreground IoU ({out['pixel']['miou']:.3f}), not per class.",
+            stacklevel=2,
+        )
     return out
+
+
+def _miou_basis(rep: dict, foreground: bool) -> None:
+    """Set ``pixel.miou_basis``; with ``foreground`` make ``miou`` the foreground IoU.
+
+    The per-class value is kept as ``pixel.miou_per_class``.
+    """
+    pix = rep["pixel"]
+    pix["miou_per_class"] = pix["miou"]
+    if foreground:
+        pix["miou"] = pix["foreground_iou"]
+        pix["miou_basis"] = "foreground (ground truth without classes)"
+    else:
+        pix["miou_basis"] = "classes"
 
 
 def _clean(obj):

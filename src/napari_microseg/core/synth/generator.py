@@ -345,14 +345,16 @@ def write_sample(sample: SyntheticSample, outdir, stem: str = "sample") -> dict:
     """
     import tifffile
 
+    from ..atomic import atomic_path
     from ..labels_io import write_labels
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     nm = sample.pixel_size.x_nm
     image_path = outdir / f"{stem}.tif"
-    tifffile.imwrite(image_path, sample.image, imagej=True, resolution=(1.0 / nm, 1.0 / nm),
-                     metadata={"unit": "nm"})
+    with atomic_path(image_path) as tmp:
+        tifffile.imwrite(tmp, sample.image, imagej=True, resolution=(1.0 / nm, 1.0 / nm),
+                         metadata={"unit": "nm"})
     written = write_labels(
         outdir / f"{stem}_labels.tif",
         sample.labels,
@@ -362,7 +364,8 @@ def write_sample(sample: SyntheticSample, outdir, stem: str = "sample") -> dict:
         metadata={"source": "napari-microseg synth", "kind": sample.kind, "seed": sample.seed},
     )
     truth_path = outdir / f"{stem}_truth.json"
-    truth_path.write_text(sample.truth_json(), encoding="utf-8")
+    with atomic_path(truth_path) as tmp:
+        tmp.write_text(sample.truth_json(), encoding="utf-8")
     paths = {"image": image_path}
     paths.update({k: Path(v) for k, v in dict(written).items()})
     paths["truth"] = truth_path
