@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import bounds
 from ..core.errors import MicrosegError
+from ._flags import bounded_float, bounded_int
+from ._progress import step_progress
 
 
 def register(sub) -> None:
@@ -22,26 +25,35 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="micrographs to segment")
     p.add_argument("--model", required=True, help="registered model name, model folder or file")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tile", type=int, metavar="N", help="tile side in px (default: the card's)")
-    p.add_argument("--halo", type=int, metavar="N", help="tile halo in px (default: the card's)")
-    p.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per batch")
+    p.add_argument("--tile", type=bounded_int(*bounds.TILE_RANGE, "px"), metavar="N",
+                   help="tile side in px (default: the card's)")
+    p.add_argument("--halo", type=bounded_int(*bounds.HALO_RANGE, "px"), metavar="N",
+                   help="tile halo in px (default: the card's)")
+    p.add_argument("--batch-size", type=bounded_int(*bounds.BATCH_SIZE_RANGE), default=4,
+                   metavar="N", help="tiles per batch")
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
     p.add_argument(
-        "--threshold", type=float, metavar="P",
+        "--threshold", type=bounded_float(0.0, 1.0, "probability"), metavar="P",
         help="class probability threshold (instance models: detection score); "
         "default: the card's, else 0.5",
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--min-size-nm2", type=float, metavar="A", help="drop objects below A nm²")
-    size.add_argument("--min-size-px", type=float, metavar="A", help="drop objects below A px")
+    size.add_argument("--min-size-nm2", type=bounded_float(0.0, None, "nm²"), metavar="A",
+                      help="drop objects below A nm²")
+    size.add_argument("--min-size-px", type=bounded_float(0.0, None, "px"), metavar="A",
+                      help="drop objects below A px")
     p.add_argument("--instances", choices=("cc", "watershed"), default="cc",
                    help="connected components, or watershed to split touching objects")
-    p.add_argument("--min-distance", type=int, default=5, metavar="PX",
+    p.add_argument("--min-distance", type=bounded_int(*bounds.MIN_DISTANCE_RANGE, "px"), default=5,
+                   metavar="PX",
                    help="watershed: smallest distance between object centres")
     p.add_argument("--fill-holes", action="store_true", help="fill holes in objects")
-    p.add_argument("--open", type=int, default=0, metavar="R", help="opening radius (px)")
-    p.add_argument("--close", type=int, default=0, metavar="R", help="closing radius (px)")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="S", help="boundary smoothing sigma")
+    p.add_argument("--open", type=bounded_int(0, bounds.RADIUS_MAX, "px"), default=0, metavar="R",
+                   help="opening radius (px)")
+    p.add_argument("--close", type=bounded_int(0, bounds.RADIUS_MAX, "px"), default=0, metavar="R",
+                   help="closing radius (px)")
+    p.add_argument("--smooth", type=bounded_float(0.0, bounds.SIGMA_MAX, "px"), default=0.0,
+                   metavar="S", help="boundary smoothing sigma")
     p.add_argument("--probabilities", action="store_true",
                    help="also write <stem>_prob.tif (float32, one plane per class)")
     p.add_argument("--pixel-size", type=float, metavar="NM", help="override the pixel size (nm)")
@@ -49,8 +61,24 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: Flag of each post-processing field, for messages.
+FLAG_NAMES = {
+    "thresholds": "--threshold", "open_radius": "--open", "close_radius": "--close",
+    "smooth_sigma": "--smooth", "min_distance": "--min-distance", "instances": "--instances",
+    "fill_holes": "--fill-holes", "tile": "--tile", "halo": "--halo", "batch_size": "--batch-size",
+}
+
+
 def _settings(args, card):
+    """Post-processing settings from the flags, checked by the core's one validator.
+
+    Raises
+    ------
+    SettingsError
+        Naming the flag, its value and the allowed range (tile vs halo included).
+    """
     from ..core.models import PostprocessSettings
+    from ..core.models.inference import check_inference_args
 
     if args.threshold is not None:
         thresholds = float(args.threshold)
@@ -58,11 +86,17 @@ def _settings(args, card):
         thresholds = card.threshold_list()
     unit, value = ("nm2", args.min_size_nm2) if args.min_size_nm2 is not None else (
         "px", args.min_size_px or 0.0)
-    return PostprocessSettings(
+    settings = PostprocessSettings(
         thresholds=thresholds, min_size=value, min_size_unit=unit, open_radius=args.open,
         close_radius=args.close, smooth_sigma=args.smooth, fill_holes=args.fill_holes,
         instances=args.instances, min_distance=args.min_distance,
     )
+    names = {**FLAG_NAMES, "min_size": "--min-size-nm2" if unit == "nm2" else "--min-size-px"}
+    if args.threshold is None:  # the card's thresholds: name them as such
+        names["thresholds"] = f"thresholds of model {card.name!r}"
+    settings.validate(where="", names=names)
+    check_inference_args(args.tile, args.halo, args.batch_size, names=FLAG_NAMES)
+    return settings
 
 
 def _write_probabilities(path: Path, prob: np.ndarray, card) -> None:
@@ -75,8 +109,12 @@ def _write_probabilities(path: Path, prob: np.ndarray, card) -> None:
                          metadata={"axes": "CYX", "classes": [c["name"] for c in card.classes]})
 
 
-def predict_one(path, model, card, args, settings) -> str:
-    """Segment one image, write its files, return the line to print."""
+def predict_one(path, model, card, args, settings, stem: str | None = None) -> str:
+    """Segment one image, write its files, return the line to print.
+
+    ``stem`` names the outputs (``<stem>_labels.tif``, ``<stem>_prob.tif``);
+    default: the image's file stem.
+    """
     from ..core.labels_io import write_labels
     from ..core.measure import make_provenance
     from ..core.models import postprocess, predict_instances, predict_probabilities
@@ -88,7 +126,7 @@ def predict_one(path, model, card, args, settings) -> str:
     ps = mg.pixel_size
     image = np.asarray(mg.data)
     out = Path(args.out)
-    stem = Path(path).stem
+    stem = stem or Path(path).stem
     kw = dict(pixel_size=ps, tile=args.tile, halo=args.halo, batch_size=args.batch_size)
     if card.task == "instance":
         score = 0.5 if args.threshold is None else args.threshold
@@ -101,13 +139,15 @@ def predict_one(path, model, card, args, settings) -> str:
         scores = _remap(before, labels, pred.scores)
         inst = _remap(before, labels, inst)
     else:
-        prob = predict_probabilities(model, card, image, tta=args.tta, **kw)
+        with step_progress(f"predict {Path(path).name}") as progress:
+            prob = predict_probabilities(model, card, image, tta=args.tta, progress=progress, **kw)
         if mg.analysis_mask is not None:
             prob[:, ~mg.analysis_mask] = 0.0
         result = postprocess(prob, card.class_ids, settings, pixel_size=ps)
         labels, inst = result.labels, result.instance_classes
         if args.probabilities:
             _write_probabilities(out / f"{stem}_prob.tif", prob, card)
+        del prob, result, image, mg  # free the maps before the labels are written
     record = {
         "model": {**card.reference(), "source": str(args.model)},
         "prediction": {"tile": args.tile or card.tile, "halo": args.halo if args.halo is not None
@@ -137,20 +177,45 @@ def _remap(before: np.ndarray, after: np.ndarray, values: dict) -> dict:
     return {int(a): values[int(b)] for a, b in pairs.T if int(b) in values}
 
 
+def _one_line(e: Exception) -> str:
+    from . import os_error_message
+
+    return os_error_message(e) if isinstance(e, OSError) else " ".join(str(e).split())
+
+
+def _output_stems(args) -> list[str]:
+    """Distinct output stems; refuse outputs that would replace an input. Creates --out."""
+    from ..core.output_paths import check_output_dir, check_outputs, unique_stems
+
+    check_output_dir(args.out, "--out")
+    stems = unique_stems(args.images)
+    for path, stem in zip(args.images, stems, strict=True):
+        if stem != Path(path).stem:
+            print(f"{path}: outputs named {stem}_* (another image has the same name)", flush=True)
+    out = Path(args.out)
+    planned = []
+    for stem in stems:
+        planned += [("output", out / f"{stem}_labels.tif"), ("output", out / f"{stem}_labels.labels.json")]
+        if args.probabilities:
+            planned.append(("output", out / f"{stem}_prob.tif"))
+    check_outputs(args.images, planned)
+    return stems
+
+
 def run(args) -> int:
     """Predict every image; one line each; exit 1 if any failed."""
     from ..core.models import load_model
 
+    stems = _output_stems(args)
     model, card = load_model(args.model, device=args.device)
     settings = _settings(args, card)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     failed = 0
-    for path in args.images:
+    for path, stem in zip(args.images, stems, strict=True):
         try:
-            print(predict_one(path, model, card, args, settings), flush=True)
+            print(predict_one(path, model, card, args, settings, stem), flush=True)
         except (MicrosegError, OSError) as e:
             failed += 1
-            print(f"{path}: error: {e}", file=sys.stderr, flush=True)
+            print(f"{path}: error: {_one_line(e)}", file=sys.stderr, flush=True)
     if failed:
         print(f"microseg predict: {failed} of {len(args.images)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0

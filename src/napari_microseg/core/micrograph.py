@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .bounds import MAX_PIXELS, memory_budget_bytes
 from .calibration import PixelSize
+from .errors import InvalidImageError
 
 
 @dataclass
@@ -85,3 +87,51 @@ def content_hash(data, chunk_rows: int = 1024) -> str:
         block = np.ascontiguousarray(np.asarray(data[start : start + chunk_rows]))
         h.update(block.tobytes())
     return h.hexdigest()
+
+
+def declared_nbytes(shape, dtype) -> int:
+    """Bytes an array of ``shape`` and ``dtype`` takes once loaded."""
+    return int(np.prod([int(v) for v in shape], dtype=np.float64) * np.dtype(dtype).itemsize)
+
+
+def fits_in_memory(shape, dtype, fraction: float = 0.25) -> bool:
+    """Whether ``shape``/``dtype`` takes at most ``fraction`` of the available memory (True if unknown)."""
+    budget = memory_budget_bytes(fraction)
+    return budget is None or declared_nbytes(shape, dtype) <= budget
+
+
+def check_declared_size(name: str, shape, dtype, *, eager: bool) -> None:
+    """Refuse an image whose header declares more than can be analysed, before reading a pixel.
+
+    Parameters
+    ----------
+    name : str
+        The file name, for the message.
+    shape : tuple of int
+        Declared shape, rows and columns first.
+    dtype : numpy dtype
+        Declared pixel type.
+    eager : bool
+        Whether the pixels are to be loaded now: they must then take at most a
+        quarter of the available memory.
+
+    Raises
+    ------
+    InvalidImageError
+        With one line saying what the header declares and the limit.
+    """
+    if len(shape) < 2:
+        return
+    ny, nx = int(shape[0]), int(shape[1])
+    if ny * nx > MAX_PIXELS:
+        raise InvalidImageError(
+            f"{name}: the file declares {ny} x {nx} px ({ny * nx / 1e9:.1f} Gpx), more than the "
+            f"{MAX_PIXELS / 1e9:.1f} Gpx napari-microseg opens; the header is damaged or the image "
+            "must be cropped first."
+        )
+    if eager and not fits_in_memory(shape, dtype):
+        need, budget = declared_nbytes(shape, dtype), memory_budget_bytes()
+        raise InvalidImageError(
+            f"{name}: loading {ny} x {nx} px needs {need / 2**30:.1f} GiB, more than a quarter of "
+            f"the available memory ({budget / 2**30:.1f} GiB); free memory or open it lazily."
+        )

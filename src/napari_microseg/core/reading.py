@@ -23,7 +23,7 @@ import numpy as np
 from .calibration import SOURCE_PRIORITY, PixelSize
 from .errors import CalibrationError, CorruptFileError, InvalidImageError, UnsupportedFormatError
 from .infobar import detect_info_bar
-from .micrograph import Micrograph
+from .micrograph import Micrograph, check_declared_size
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -151,6 +151,8 @@ def _check_shape(mg: Micrograph, path: Path) -> None:
         raise InvalidImageError(
             f"{path.name}: image is {ny} x {nx} px, too small to analyse (minimum {MIN_SIDE} x {MIN_SIDE})."
         )
+    # every format: no more pixels than can be analysed (TIFF checks this before reading)
+    check_declared_size(path.name, shape, mg.data.dtype, eager=False)
     if np.dtype(mg.data.dtype).kind == "c":
         raise InvalidImageError(f"{path.name}: complex-valued data (e.g. an FFT) is not a micrograph.")
 

@@ -11,6 +11,7 @@ resolution tags (ignored when they hold a display default such as 72 dpi).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import xml.etree.ElementTree as ET
 
@@ -22,6 +23,8 @@ from .errors import CalibrationError
 #: Resolutions (pixels per inch) that image programs write as a display
 #: default; they say nothing about the specimen.
 DISPLAY_DEFAULT_DPI = (1.0, 72.0, 96.0, 150.0, 300.0, 600.0)
+#: Plausible FEI ``[Scan] PixelWidth/PixelHeight`` values (m): 0.1 pm to 1 mm per pixel.
+FEI_PIXEL_RANGE_M = (1e-13, 1e-3)
 
 
 def _ratio(value) -> float:
@@ -32,16 +35,44 @@ def _ratio(value) -> float:
     return float(value)
 
 
+def _fei_pixel_m(scan: dict, key: str) -> tuple[float | None, str | None]:
+    """``(metres, None)`` for a plausible ``[Scan] key``, ``(None, warning)`` otherwise."""
+    raw = scan[key]
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = float("nan")
+    lo, hi = FEI_PIXEL_RANGE_M
+    if math.isfinite(value) and lo <= value <= hi:
+        return value, None
+    shown = f"{raw:g}" if isinstance(raw, (int, float)) and not isinstance(raw, bool) else repr(raw)
+    return None, (
+        f"FEI metadata [Scan] {key}={shown} is not a pixel size in m between {lo:g} and {hi:g}; "
+        "it was ignored (the image is uncalibrated unless another source gives a pixel size)."
+    )
+
+
 def fei_calibration(fei: dict) -> tuple[list[PixelSize], dict]:
-    """Pixel size and instrument fields from Thermo Fisher/FEI metadata."""
+    """Pixel size and instrument fields from Thermo Fisher/FEI metadata.
+
+    A ``PixelWidth``/``PixelHeight`` that is not a finite number between
+    :data:`FEI_PIXEL_RANGE_M` (0, negative, NaN, 1e10, text) is ignored with a
+    one-line message in ``info["warnings"]``.
+    """
     cands, info = [], {"instrument": "Thermo Fisher/FEI"}
     scan = fei.get("Scan", {}) or {}
-    try:
-        pw, ph = float(scan["PixelWidth"]), float(scan.get("PixelHeight", scan["PixelWidth"]))
-        if pw > 0 and ph > 0:
-            cands.append(PixelSize(ph * 1e9, pw * 1e9, "fei_metadata", "[Scan] PixelWidth/PixelHeight (m)"))
-    except (KeyError, TypeError, ValueError, CalibrationError):
-        pass
+    if "PixelWidth" in scan:
+        pw, bad = _fei_pixel_m(scan, "PixelWidth")
+        if bad is None and "PixelHeight" in scan:
+            ph, bad = _fei_pixel_m(scan, "PixelHeight")
+        else:
+            ph = pw
+        if bad is not None:
+            info["warnings"] = [bad]
+        else:
+            with contextlib.suppress(CalibrationError):
+                cands.append(PixelSize(ph * 1e9, pw * 1e9, "fei_metadata",
+                                       "[Scan] PixelWidth/PixelHeight (m)"))
     for section in ("Beam", "EBeam", "IBeam"):
         hv = (fei.get(section) or {}).get("HV")
         if isinstance(hv, (int, float)) and hv > 0:

@@ -10,12 +10,23 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from .. import bounds
 from ..calibration import PixelSize
 from ..classes import ClassTable
 from ..errors import MicrosegError
 from .hardening import HardeningParameters, HardeningResult, dispersed_barrier_hardening
 from .objects import measure_objects
-from .statistics import Counting, SizeDistribution, count_objects, size_distributions, summarize
+from .statistics import (
+    EDGE_MODES,
+    Counting,
+    SizeDistribution,
+    count_objects,
+    size_distributions,
+    summarize,
+)
+
+#: Largest foil thickness accepted (nm): 1 mm.
+THICKNESS_MAX_NM = 1e6
 
 
 @dataclass
@@ -44,6 +55,32 @@ class MeasureSettings:
     bins: int = 20
     lognormal: bool = False
     hardening: HardeningParameters = field(default_factory=HardeningParameters)
+
+    def validate(self, where: str = "measure") -> None:
+        """Raise :class:`~napari_microseg.core.bounds.SettingsError` when a field is unusable.
+
+        The one check of measurement settings: :func:`measure_image`, recipes
+        and the CLI all go through it. Messages name ``where.field``, the value
+        and the allowed range.
+        """
+        def name(f):
+            return f"{where}.{f}" if where else f
+
+        bounds.check_choice(name("edges"), self.edges, EDGE_MODES)
+        bounds.check_real(name("guard"), self.guard, 0.0, None)
+        if self.thickness_nm is not None:
+            t = bounds.check_real(name("thickness_nm"), self.thickness_nm, 0.0, THICKNESS_MAX_NM, "nm")
+            if t <= 0:
+                raise bounds.SettingsError(f"{name('thickness_nm')} {t!r} must be > 0 nm or null.")
+        bounds.check_int(name("bins"), self.bins, *bounds.BINS_RANGE)
+        bounds.check_bool(name("lognormal"), self.lognormal)
+        h = self.hardening
+        for f in ("taylor_factor", "shear_modulus_gpa", "burgers_vector_nm"):
+            v = bounds.check_real(name(f"hardening.{f}"), getattr(h, f), 0.0, None)
+            if v <= 0:
+                raise bounds.SettingsError(f"{name(f'hardening.{f}')} {v!r} must be > 0.")
+        for cls_name, a in dict(h.alpha or {}).items():
+            bounds.check_real(name(f"hardening.alpha[{cls_name!r}]"), a, 0.0, None)
 
     def to_dict(self) -> dict:
         """JSON-ready form (inverse of :meth:`from_dict`)."""
@@ -127,8 +164,11 @@ def measure_image(
     ------
     MicrosegError
         When a thickness is given for an uncalibrated image.
+    SettingsError
+        When ``settings`` fail :meth:`MeasureSettings.validate`.
     """
     settings = settings or MeasureSettings()
+    settings.validate()
     pixel_size = pixel_size or PixelSize.uncalibrated()
     if settings.thickness_nm is not None and not pixel_size.calibrated:
         raise MicrosegError("A foil thickness needs a calibrated image: set the pixel size first.")

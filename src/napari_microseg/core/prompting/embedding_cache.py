@@ -12,6 +12,9 @@ load it is compared again, and each array's CRC-32 is checked, so a stale,
 mismatched or damaged entry is reported with a reason and recomputed, never
 used. Entries and tiles are written to a temporary folder and renamed into
 place, so a crash leaves either a complete tile or none.
+
+A cache folder that cannot be written (read-only, disk full, no permission)
+is not an error: the cache warns once and embeddings are computed without it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 import zlib
 from pathlib import Path
 
@@ -31,6 +35,8 @@ import numpy as np
 ENV_CACHE_DIR = "MICROSEG_CACHE_DIR"
 #: Bump when the on-disk layout changes (older entries are then recomputed).
 FORMAT = 1
+#: Cache folders already warned about in this process (one warning each).
+_WARNED: set[str] = set()
 
 
 def cache_dir() -> Path:
@@ -94,10 +100,11 @@ def _create_array(group, name: str, data: np.ndarray):
 class CacheEntry:
     """The cached embeddings of one image under one signature (one tile per group)."""
 
-    def __init__(self, path: Path, signature: dict, tmp_root: Path):
+    def __init__(self, path: Path, signature: dict, tmp_root: Path, owner=None):
         self.path = Path(path)
         self.signature = signature
         self._tmp = tmp_root
+        self._owner = owner
 
     def tiles(self) -> list[str]:
         """Names of the tiles stored (complete) in this entry."""
@@ -136,8 +143,23 @@ class CacheEntry:
             return None, f"cached tile {tile} is corrupt ({type(e).__name__}: {e})"
         return out, None
 
-    def save(self, tile: str, arrays: dict[str, np.ndarray]) -> Path:
-        """Store one tile's arrays atomically (temporary folder, then rename)."""
+    def save(self, tile: str, arrays: dict[str, np.ndarray]) -> Path | None:
+        """Store one tile's arrays atomically (temporary folder, then rename).
+
+        Returns the tile's folder, or ``None`` when the cache cannot be written
+        (the owning :class:`EmbeddingCache` then warns once and stops writing).
+        """
+        if self._owner is not None and self._owner.disabled:
+            return None
+        try:
+            return self._save(tile, arrays)
+        except OSError as e:
+            if self._owner is None:
+                raise
+            self._owner.disable(e)
+            return None
+
+    def _save(self, tile: str, arrays: dict[str, np.ndarray]) -> Path:
         import zarr
 
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -179,6 +201,21 @@ class EmbeddingCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else cache_dir()
         self._tmp = self.root / ".tmp"
+        #: Why the cache stopped writing (``None`` while it works).
+        self.disabled: str | None = None
+
+    def disable(self, error: OSError) -> None:
+        """Stop writing to this cache after ``error``; warn once per cache folder and process."""
+        if self.disabled is None:
+            self.disabled = error.strerror or str(error) or type(error).__name__
+        key = str(self.root)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            warnings.warn(
+                f"The embedding cache {self.root} cannot be written ({self.disabled}); "
+                "embeddings are computed without it (set MICROSEG_CACHE_DIR to a writable folder).",
+                stacklevel=2,
+            )
 
     def entry_path(self, signature: dict) -> Path:
         image = str(signature.get("image", "unknown"))[:24]
@@ -215,14 +252,18 @@ class EmbeddingCache:
                         attrs.get("signature") or {}, signature
                     )
                 else:
-                    return CacheEntry(path, signature, self._tmp), "hit"
+                    return CacheEntry(path, signature, self._tmp, self), "hit"
             except Exception as e:
                 reason = f"cache entry is corrupt ({type(e).__name__}: {e})"
             shutil.rmtree(path, ignore_errors=True)
         else:
             reason = self._sibling_reason(path.parent, signature)
-        self._create(path, signature)
-        return CacheEntry(path, signature, self._tmp), reason or "new"
+        if not self.disabled:
+            try:
+                self._create(path, signature)
+            except OSError as e:
+                self.disable(e)
+        return CacheEntry(path, signature, self._tmp, self), reason or "new"
 
     def _sibling_reason(self, folder: Path, signature: dict) -> str | None:
         """Why other entries of the same image do not fit, or None if there are none."""
