@@ -276,3 +276,19 @@ def test_unwritable_embedding_cache_runs_without_it_and_warns_once(tmp_path, mon
     assert str(root) in notes[0] and ("No space" in notes[0] or "Read-only" in notes[0])
     tmp = root / ".tmp"
     assert not tmp.exists() or not list(tmp.iterdir())  # no half-written tile left behind
+
+
+def test_predict_prints_the_image_warnings_and_says_when_it_is_uncalibrated(
+    tiny_model, tmp_path, cli
+):
+    p = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(p) as t:
+        t.write(np.full((64, 48), 7, np.uint8))
+        t.write(np.ones((32, 32), np.uint8))
+    r = cli("predict", p, "--model", "tiny-seg", "--out", tmp_path / "out")
+    assert r.rc == 0, r.err
+    warned = [ln for ln in r.err.splitlines() if ": warning:" in ln]
+    assert any("different sizes" in ln for ln in warned), r.err
+    assert any("no pixel size" in ln and "sizes in px" in ln for ln in warned), r.err
+    r = cli("predict", p, "--model", "tiny-seg", "--out", tmp_path / "out2", "--pixel-size", "0.5")
+    assert r.rc == 0 and "no pixel size" not in r.err

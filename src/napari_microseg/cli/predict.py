@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,14 @@ def predict_one(path, model, card, args, settings, stem: str | None = None) -> s
     from ..core.reading import read_micrograph
 
     mg = read_micrograph(path, pixel_size_nm=args.pixel_size, as_grey=card.in_channels == 1)
+    for text in mg.warnings:  # odd pages, ignored calibration values, ... : one line each
+        warnings.warn(f"{path}: {text}", stacklevel=2)
+    if not mg.pixel_size.calibrated:
+        warnings.warn(
+            f"{path}: no pixel size (give --pixel-size or an IMAGE.microseg.json): "
+            "not resampled to the model's scale, sizes in px",
+            stacklevel=2,
+        )
     scores = None
     ps = mg.pixel_size
     image = np.asarray(mg.data)

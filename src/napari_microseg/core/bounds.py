@@ -22,7 +22,7 @@ RADIUS_MAX = 64
 #: Largest boundary-smoothing Gaussian sigma (px).
 SIGMA_MAX = 50.0
 #: Watershed: smallest and largest distance between object centres (px).
-MIN_DISTANCE_RANGE = (1, 1000)
+MIN_DISTANCE_RANGE = (0, 1000)  # 0 acts as 1 (recipes written before the bound)
 #: Number of size-histogram bins.
 BINS_RANGE = (2, 10000)
 #: Inference tile side (px).
