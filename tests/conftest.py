@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MICROSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 #: Where GUI tests put screenshots for a person to look at.
 ARTIFACTS = Path(os.environ.get("MICROSEG_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+# The plugin sets napari's reader preferences when it is activated: tests must not
+# change the settings of the person who runs them (napari reads NAPARI_CONFIG at import).
+_SETTINGS_DIR = Path(tempfile.mkdtemp(prefix="microseg-test-settings-"))
+os.environ.setdefault("NAPARI_CONFIG", str(_SETTINGS_DIR / "napari-settings.yaml"))
+os.environ.setdefault("MICROSEG_CONFIG_DIR", str(_SETTINGS_DIR / "napari-microseg"))
 
 
 def pytest_collection_modifyitems(config, items):

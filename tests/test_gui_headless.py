@@ -68,10 +68,12 @@ def test_calibration_widget_override_updates_labels_too(make_napari_viewer):
 
     viewer = make_napari_viewer()
     img = viewer.add_image(np.zeros((50, 60)), metadata={})
-    lab = viewer.add_labels(np.zeros((50, 60), np.int32))
+    img.name = "tem"
+    lab = viewer.add_labels(np.zeros((50, 60), np.int32), metadata={"source_image": "tem"})
     other = viewer.add_labels(np.zeros((10, 10), np.int32))
+    same_shape = viewer.add_labels(np.zeros((50, 60), np.int32))  # not made on img: left alone
     changed = override_pixel_size(viewer, img, 2.5)
-    assert img in changed and lab in changed and other not in changed
+    assert img in changed and lab in changed and other not in changed and same_shape not in changed
     assert tuple(lab.scale) == pytest.approx((2.5, 2.5)) and tuple(other.scale) == (1.0, 1.0)
 
 

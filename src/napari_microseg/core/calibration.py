@@ -8,7 +8,9 @@ rather than guessing a scale.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
 
 from .errors import CalibrationError
 
@@ -73,6 +75,95 @@ def unit_to_nm(unit: str) -> float:
     if key in NM_PER_UNIT:
         return NM_PER_UNIT[key]
     raise CalibrationError(f"Unknown length unit {unit!r}; expected one of nm, µm, um, m, Å, pm.")
+
+
+#: Units offered for typing a pixel size, with the spellings each accepts.
+PIXEL_SIZE_UNITS = {
+    "nm": ("nm", "nanometer", "nanometre"),
+    "µm": ("µm", "μm", "um", "micron", "microns", "micrometer", "micrometre"),
+    "Å": ("å", "a", "angstrom", "ångström", "angstroem"),
+    "pm": ("pm", "picometer", "picometre"),
+}
+
+#: Exact nanometres per unit (as decimal strings, so conversion adds no rounding).
+_NM_PER_PIXEL_UNIT = {"nm": "1", "µm": "1000", "Å": "0.1", "pm": "0.001"}
+
+_PIXEL_SIZE_RE = re.compile(
+    r"^\s*(?P<num>[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)\s*"
+    r"(?P<unit>[^\s/]*)\s*(?:/\s*(?:px|pixels?|pix))?\s*$"
+)
+
+
+def pixel_size_unit(unit: str) -> str:
+    """The canonical name (``"nm"``, ``"µm"``, ``"Å"`` or ``"pm"``) of a typed pixel-size unit.
+
+    Parameters
+    ----------
+    unit : str
+        A spelling such as ``"um"``, ``"A"``, ``"angstrom"`` or ``"nm"`` (case-insensitive;
+        an ``"/px"`` suffix is allowed).
+
+    Raises
+    ------
+    CalibrationError
+        If the unit is not one of nm, µm, Å or pm.
+    """
+    key = str(unit).strip()
+    key = re.sub(r"\s*/\s*(px|pixels?|pix)$", "", key, flags=re.IGNORECASE).strip()
+    low = key.lower()  # also maps the angstrom sign U+212B to å
+    for name, spellings in PIXEL_SIZE_UNITS.items():
+        if low in spellings:
+            return name
+    raise CalibrationError(
+        f"Pixel size unit {unit!r} is not understood; use nm, µm (um), Å (A, angstrom) or pm per pixel."
+    )
+
+
+def parse_pixel_size(text: str, unit: str = "nm") -> float:
+    """Parse a typed pixel size into nanometres per pixel, keeping every digit typed.
+
+    Parameters
+    ----------
+    text : str
+        The number as typed, optionally followed by a unit and ``/px``:
+        ``"0.390625"``, ``"0.390625 nm"``, ``"3.90625 Å/px"``, ``"0.000390625 um"``,
+        ``"390.625 pm"``, ``"1e-3 µm"``. A decimal comma (``"0,390625"``) is accepted.
+    unit : str
+        The unit of a bare number (the dock's unit menu): nm, µm (``"um"``), Å
+        (``"A"``, ``"angstrom"``) or pm. A unit written in ``text`` takes precedence.
+
+    Returns
+    -------
+    float
+        Nanometres per pixel. The conversion is done in decimal arithmetic, so
+        ``"3.90625 Å"`` gives exactly ``0.390625`` and the typed precision is
+        never rounded to a display step.
+
+    Raises
+    ------
+    CalibrationError
+        If the text is not a number with an optional known unit, or the value is
+        not positive and finite.
+    """
+    m = _PIXEL_SIZE_RE.match(str(text))
+    if m is None:
+        raise CalibrationError(
+            f"Pixel size {text!r} is not a number; type e.g. 0.390625 or 0.390625 nm (units nm, µm, Å, pm)."
+        )
+    name = pixel_size_unit(m.group("unit") or unit)
+    try:
+        value = Decimal(m.group("num").replace(",", ".")) * Decimal(_NM_PER_PIXEL_UNIT[name])
+    except InvalidOperation:  # pragma: no cover - the pattern only lets numbers through
+        raise CalibrationError(f"Pixel size {text!r} is not a number.") from None
+    nm = float(value)
+    if not math.isfinite(nm) or nm <= 0:
+        raise CalibrationError(f"Pixel size {text!r} must be a positive number of {name} per pixel.")
+    return nm
+
+
+def format_nm(nm: float) -> str:
+    """A pixel size in nm with every significant digit (up to 10), e.g. ``"0.390625"``."""
+    return f"{nm:.10g}"
 
 
 @dataclass(frozen=True)
@@ -146,11 +237,11 @@ class PixelSize:
         return cls(d.get("y_nm"), d.get("x_nm"), d.get("source", "none"), d.get("detail", ""))
 
     def describe(self) -> str:
-        """One line such as ``"0.391 nm/px (fei_metadata: Scan/PixelWidth)"``."""
+        """One line such as ``"0.390625 nm/px (fei_metadata: Scan/PixelWidth)"`` (7 significant digits)."""
         if not self.calibrated:
             return f"uncalibrated, lengths in px ({self.detail})" if self.detail else "uncalibrated (px)"
         if math.isclose(self.y_nm, self.x_nm, rel_tol=1e-6):
-            val = f"{self.x_nm:.4g} nm/px"
+            val = f"{self.x_nm:.7g} nm/px"
         else:
-            val = f"{self.y_nm:.4g} x {self.x_nm:.4g} nm/px (y x)"
+            val = f"{self.y_nm:.7g} x {self.x_nm:.7g} nm/px (y x)"
         return f"{val} ({self.source}{': ' + self.detail if self.detail else ''})"

@@ -1,14 +1,18 @@
 """The Label dock's logic: prompt layers, live preview, commit/undo, box batches.
 
 :class:`LabelingController` owns one :class:`PromptSession` and the three helper
-layers (clicks, boxes, preview). It has no widgets, so tests drive it with a
-viewer and simulated mouse events. Model work (embedding, predictions, box
+layers (clicks, boxes, preview) of its image. Helper layers are kept per image
+and reused (``"<image> prompts"``, ``"<image> box prompts"``, ``"<image> preview"``),
+marked with ``metadata["microseg_helper"]`` so that no dock offers them as data;
+:func:`remove_helpers` drops them with their image. The controller has no widgets,
+so tests drive it with a viewer and simulated mouse events. Model work (embedding, predictions, box
 batches, segment-everything) runs in worker threads; the GUI thread only
 updates layers.
 """
 
 from __future__ import annotations
 
+import weakref
 from html import escape
 
 import numpy as np
@@ -16,16 +20,45 @@ import pandas as pd
 
 from ..core.annotate import commit_mask, read_box_file, undo_edit
 from ..core.classes import ClassTable, DefectClass
-from ..core.errors import MicrosegError
+from ..core.errors import LabelsError, MicrosegError
 from ..core.prompting.everything import segment_everything
 from ..core.prompting.session import PromptSession
-from .layer_data import class_features, layer_classes, layer_pixel_size
+from .layer_data import (
+    HELPER_KEY,
+    SOURCE_IMAGE_KEY,
+    class_features,
+    helper_metadata,
+    layer_classes,
+    layer_pixel_size,
+)
 from .workers import start_worker
 
+#: Roles (and name suffixes) of the per-image helper layers.
 POINTS_LAYER = "prompts"
 BOXES_LAYER = "box prompts"
 PREVIEW_LAYER = "preview"
 CANDIDATES_LAYER = "candidates"
+
+#: Which controller currently drives each reused helper layer (to unhook the previous one).
+_OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def find_helper(viewer, image_name: str, role: str):
+    """The helper layer of ``role`` made for the image called ``image_name``, or ``None``."""
+    for layer in viewer.layers:
+        md = layer.metadata
+        if md.get(HELPER_KEY) == role and md.get(SOURCE_IMAGE_KEY) == image_name:
+            return layer
+    return None
+
+
+def remove_helpers(viewer, image_name: str) -> int:
+    """Remove every helper layer made for the image called ``image_name``; return how many."""
+    doomed = [lyr for lyr in viewer.layers
+              if lyr.metadata.get(HELPER_KEY) and lyr.metadata.get(SOURCE_IMAGE_KEY) == image_name]
+    for layer in doomed:
+        viewer.layers.remove(layer)
+    return len(doomed)
 POSITIVE, NEGATIVE = "#00ff00", "#ff3030"
 
 SHORTCUTS = {
@@ -35,7 +68,7 @@ SHORTCUTS = {
     "Control-Z": "undo the last commit (or box batch)",
     "left click": "positive click (object)",
     "right click / Alt+click": "negative click (background)",
-    "draw a rectangle": "box prompt (in the 'box prompts' layer)",
+    "draw a rectangle": "box prompt (in the image's 'box prompts' layer)",
 }
 
 
@@ -64,6 +97,9 @@ class LabelingController:
         self.image_layer = None
         self.labels_layer = None
         self.class_id = 0
+        #: Optional callable giving the class name to commit now (the dock's class menu);
+        #: read at every commit, so what the user sees is what is stored.
+        self.current_class = None
         self.overwrite = False
         self.history: list[list] = []
         self.ready = False
@@ -110,22 +146,47 @@ class LabelingController:
         self._cancel = True
 
     def _ensure_layers(self):
+        """Reuse (or make) this image's prompts, box prompts and preview layers, emptied."""
         v, img = self.viewer, self.image_layer
         common = dict(scale=img.scale[-2:], translate=img.translate[-2:], units=img.units[-2:])
-        for name in (POINTS_LAYER, BOXES_LAYER, PREVIEW_LAYER):
-            if name in v.layers:
-                v.layers.remove(name)
-        self.preview = v.add_labels(np.zeros(img.data.shape[:2], np.uint8), name=PREVIEW_LAYER, opacity=0.6, **common)
-        self.boxes = v.add_shapes(name=BOXES_LAYER, face_color="transparent", edge_color="yellow",
-                                  edge_width=2, ndim=2, **common)
-        self.points = v.add_points(name=POINTS_LAYER, ndim=2, size=max(4.0, img.data.shape[0] / 100),
-                                   border_width=0, features=pd.DataFrame({"positive": pd.Series([], dtype=bool)}),
-                                   **common)
-        self.points.mouse_drag_callbacks.append(self._on_mouse)
-        self.boxes.events.data.connect(self._on_boxes_changed)
+        shape = tuple(img.data.shape[:2])
+
+        def helper(role, make):
+            layer = find_helper(v, img.name, role)
+            if layer is not None and layer.ndim == 2 and (role != PREVIEW_LAYER or layer.data.shape == shape):
+                layer.scale, layer.translate = common["scale"], common["translate"]
+                return layer
+            if layer is not None:
+                v.layers.remove(layer)
+            return make(name=f"{img.name} {role}", metadata=helper_metadata(img.name, role), **common)
+
+        self.preview = helper(PREVIEW_LAYER, lambda **kw: v.add_labels(np.zeros(shape, np.uint8), opacity=0.6, **kw))
+        self.boxes = helper(BOXES_LAYER, lambda **kw: v.add_shapes(face_color="transparent", edge_color="yellow",
+                                                                 edge_width=2, ndim=2, **kw))
+        self.points = helper(POINTS_LAYER, lambda **kw: v.add_points(
+            ndim=2, size=max(4.0, shape[0] / 100), border_width=0,
+            features=pd.DataFrame({"positive": pd.Series([], dtype=bool)}), **kw))
         for layer in (self.points, self.boxes, self.preview):
+            old = _OWNERS.get(layer)
+            if old is not None and old is not self:
+                old._release(layer)
+            _OWNERS[layer] = self
             self._bind_keys(layer)
+        if self._on_mouse not in self.points.mouse_drag_callbacks:
+            self.points.mouse_drag_callbacks.append(self._on_mouse)
+        self.boxes.events.data.disconnect(self._on_boxes_changed)
+        self.boxes.events.data.connect(self._on_boxes_changed)
+        self.points.data = np.zeros((0, 2))
+        with self.boxes.events.data.blocker():
+            self.boxes.data = []
+        self.preview.data = np.zeros(shape, np.uint8)
         v.layers.selection.active = self.points
+
+    def _release(self, layer):
+        """Stop reacting to ``layer`` (another controller took it over)."""
+        if self._on_mouse in layer.mouse_drag_callbacks:
+            layer.mouse_drag_callbacks.remove(self._on_mouse)
+        layer.events.data.disconnect(self._on_boxes_changed)
 
     def _bind_keys(self, layer):
         layer.bind_key("c", lambda _l: self.commit(), overwrite=True)
@@ -211,6 +272,16 @@ class LabelingController:
     def _classes(self) -> tuple[dict, ClassTable]:
         return layer_classes(self.labels_layer)
 
+    def class_for_commit(self, classes: ClassTable) -> int:
+        """The class id new objects get: the dock's shown class when known, else :attr:`class_id`."""
+        name = self.current_class() if self.current_class is not None else None
+        if name is not None:
+            try:
+                self.class_id = classes.id_of(name)
+            except LabelsError:
+                pass
+        return self.class_id
+
     def _write_back(self, inst: dict, classes: ClassTable):
         layer = self.labels_layer
         layer.metadata["classes"] = classes.to_list()
@@ -224,7 +295,7 @@ class LabelingController:
             return None
         inst, classes = self._classes()
         edit = commit_mask(self.labels_layer.data, self._last_pred.mask, inst,
-                           class_id=self.class_id, overwrite=self.overwrite)
+                           class_id=self.class_for_commit(classes), overwrite=self.overwrite)
         if edit is None:
             self.status = "The object lies under existing labels (tick 'overwrite' to replace them)."
         else:
@@ -306,8 +377,9 @@ class LabelingController:
     def commit_masks(self, masks) -> int:
         """Commit several masks as one undo step; return how many were written."""
         inst, classes = self._classes()
+        class_id = self.class_for_commit(classes)
         edits = [e for m in masks if (e := commit_mask(self.labels_layer.data, m, inst,
-                                                      class_id=self.class_id, overwrite=self.overwrite))]
+                                                      class_id=class_id, overwrite=self.overwrite))]
         if edits:
             self.history.append(edits)
             self._write_back(inst, classes)
@@ -323,7 +395,8 @@ class LabelingController:
                 self.viewer.layers.remove(CANDIDATES_LAYER)
             img = self.image_layer
             self.viewer.add_labels(cand, name=CANDIDATES_LAYER, opacity=0.5, scale=img.scale[-2:],
-                                   translate=img.translate[-2:], units=img.units[-2:])
+                                   translate=img.translate[-2:], units=img.units[-2:],
+                                   metadata=helper_metadata(img.name, CANDIDATES_LAYER))
             if on_done is not None:
                 on_done(int(cand.max()))
 

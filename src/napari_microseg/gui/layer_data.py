@@ -124,6 +124,68 @@ def layer_classes(layer) -> tuple[dict, ClassTable]:
     return inst, classes
 
 
+#: Metadata key marking a layer the plugin made as a tool (prompts, previews, ...), never data.
+HELPER_KEY = "microseg_helper"
+#: Metadata key naming the image a Labels layer was made on or derived from.
+SOURCE_IMAGE_KEY = "source_image"
+
+
+def is_helper_layer(layer) -> bool:
+    """Whether ``layer`` is one of the plugin's helper layers (prompts, box prompts, previews...).
+
+    Helper layers carry ``metadata["microseg_helper"]``; they are never data to
+    label, measure, train on or write into, so no dock offers them as an image
+    or a target.
+    """
+    return bool(getattr(layer, "metadata", {}).get(HELPER_KEY))
+
+
+def helper_metadata(image_name: str | None = None, role: str = "helper") -> dict:
+    """Metadata for a new helper layer: the helper mark, its role and the image it serves."""
+    return {HELPER_KEY: role, SOURCE_IMAGE_KEY: image_name}
+
+
+def user_layers(viewer, kind=None) -> list:
+    """The viewer's layers of type ``kind`` (all types when ``None``) that are not helper layers."""
+    return [lyr for lyr in viewer.layers if (kind is None or isinstance(lyr, kind)) and not is_helper_layer(lyr)]
+
+
+def layer_choices(viewer, kind):
+    """A magicgui ``choices`` callable listing ``(name, layer)`` for the user layers of ``kind``.
+
+    Use it for every image/target combo box, e.g.
+    ``ComboBox(label="image", choices=layer_choices(viewer, napari.layers.Image))``,
+    so that helper layers are never offered.
+    """
+
+    def choices(_widget=None):
+        return [(lyr.name, lyr) for lyr in user_layers(viewer, kind)]
+
+    return choices
+
+
+def source_image_name(layer) -> str | None:
+    """Name of the image ``layer`` was made on or derived from, if its metadata records one.
+
+    Reads ``metadata["source_image"]`` (Label dock, sample data, helper layers) or
+    ``metadata["provenance"]`` (``"image"`` from the Predict dock, ``"source_image"``
+    from a labels file the plugin wrote).
+    """
+    md = getattr(layer, "metadata", {}) or {}
+    name = md.get(SOURCE_IMAGE_KEY)
+    prov = md.get("provenance")
+    if not name and isinstance(prov, dict):
+        name = prov.get(SOURCE_IMAGE_KEY) or prov.get("image")
+    return str(name) if name else None
+
+
+def labels_of_image(viewer, image) -> list:
+    """The (non-helper) Labels layers made on ``image``, by their recorded source image."""
+    from napari.layers import Labels
+
+    return [lyr for lyr in user_layers(viewer, Labels) if source_image_name(lyr) == image.name]
+
+
 def sample_to_layers(sample, name: str) -> list[tuple]:
     """Image and ground-truth Labels ``LayerDataTuple`` for a SyntheticSample."""
     mg = Micrograph(
@@ -139,6 +201,9 @@ def sample_to_layers(sample, name: str) -> list[tuple]:
             classes=sample.classes,
             pixel_size=sample.pixel_size,
             name=f"{name} ground truth",
-            metadata={"provenance": {"source": "synthetic ground truth", "kind": sample.kind, "seed": sample.seed}},
+            metadata={
+                "provenance": {"source": "synthetic ground truth", "kind": sample.kind, "seed": sample.seed},
+                SOURCE_IMAGE_KEY: name,
+            },
         ),
     ]

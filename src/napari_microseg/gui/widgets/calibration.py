@@ -2,6 +2,8 @@
 
 Shows where the pixel size came from (instrument metadata, ImageJ, sidecar,
 user), the instrument fields, and whether an SEM information bar is excluded.
+A pixel size set here belongs to one image and the labels made on it; other
+layers get it only when the user ticks them in "also apply to".
 An uncalibrated image is flagged in red: its sizes are in px. The logic lives
 in module functions so it can be tested with a headless ``ViewerModel``.
 """
@@ -11,11 +13,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, create_widget
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, Select
 
-from ...core.calibration import PixelSize
+from ...core.calibration import PIXEL_SIZE_UNITS, PixelSize, format_nm, parse_pixel_size
+from ...core.errors import MicrosegError
 from ...core.infobar import detect_info_bar
-from ..layer_data import layer_pixel_size, set_layer_pixel_size
+from ..layer_data import (
+    labels_of_image,
+    layer_choices,
+    layer_pixel_size,
+    set_layer_pixel_size,
+    user_layers,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -53,25 +62,63 @@ def describe_layer(layer) -> str:
     return "\n".join(lines)
 
 
-def override_pixel_size(viewer, layer, nm: float) -> list:
-    """Set ``nm`` nm/px on ``layer`` and on every Labels layer of its shape.
+def calibration_scope(viewer, layer) -> list:
+    """The layers a pixel size set on ``layer`` belongs to: the image and its own labels.
 
-    Returns the layers changed. The previous calibration stays listed in the
-    layer's ``calibration_sources`` metadata for provenance.
+    Its own labels are the Labels layers whose metadata records ``layer`` as the
+    image they were made on (see :func:`~napari_microseg.gui.layer_data.labels_of_image`).
+    Other layers of the same shape are *not* included: two same-size camera images
+    can have different magnifications.
     """
-    ps = PixelSize.isotropic(nm, "user", "set in the Calibration dock")
-    changed = []
-    from napari.layers import Labels
+    return [layer, *[lab for lab in labels_of_image(viewer, layer) if lab is not layer]]
 
+
+def other_candidates(viewer, layer) -> list:
+    """Layers the user may also apply ``layer``'s pixel size to: same 2-D shape, not in its scope."""
+    from napari.layers import Image, Labels
+
+    if layer is None:
+        return []
+    scope = calibration_scope(viewer, layer)
     shape2d = tuple(layer.data.shape[:2])
-    for other in viewer.layers:
-        same = other is layer or (isinstance(other, Labels) and tuple(other.data.shape[-2:]) == shape2d)
-        if same:
-            old = other.metadata.get("pixel_size")
-            if old:
-                other.metadata.setdefault("calibration_sources", []).append(old)
-            set_layer_pixel_size(other, ps)
-            changed.append(other)
+    return [
+        other for other in user_layers(viewer, (Image, Labels))
+        if all(other is not s for s in scope) and tuple(other.data.shape[:2]) == shape2d
+    ]
+
+
+def override_pixel_size(viewer, layer, nm: float, also=(), detail: str = "set in the Calibration dock") -> list:
+    """Set ``nm`` nm/px on ``layer``, on the labels made on it, and on the layers in ``also``.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    layer : napari.layers.Image
+        The image whose pixel size is set.
+    nm : float
+        Nanometres per pixel, used as given (no rounding).
+    also : sequence of Layer
+        Further layers the user explicitly chose to calibrate the same way.
+    detail : str
+        Provenance detail stored with the pixel size (e.g. the text as typed).
+
+    Returns
+    -------
+    list
+        The layers changed. The previous calibration of each stays listed in its
+        ``calibration_sources`` metadata for provenance.
+    """
+    ps = PixelSize.isotropic(nm, "user", detail)
+    changed = []
+    for other in [*calibration_scope(viewer, layer), *also]:
+        if any(other is c for c in changed):
+            continue
+        old = other.metadata.get("pixel_size")
+        if old:
+            other.metadata.setdefault("calibration_sources", []).append(old)
+        set_layer_pixel_size(other, ps)
+        changed.append(other)
     return changed
 
 
@@ -105,25 +152,44 @@ def exclude_info_bar(viewer, layer, exclude: bool = True):
 
 
 class CalibrationWidget(Container):
-    """Dock widget: pixel size, its source, instrument fields, info-bar exclusion."""
+    """Dock widget: pixel size, its source, instrument fields, info-bar exclusion.
+
+    The pixel size is typed as text (every digit kept) with a unit menu; what was
+    parsed is shown as ``= 0.390625 nm/px`` before it is applied. It applies to the
+    chosen image and the labels made on it, plus only the layers ticked in
+    "also apply to".
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer):
+        from napari.layers import Image
+
         super().__init__(labels=False)
         self._viewer = viewer
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.image = ComboBox(label="image", choices=layer_choices(viewer, Image))
         self.info = Label(value="")
         self.info.native.setWordWrap(True)
-        self.pixel_size = FloatSpinBox(label="pixel size (nm/px)", min=0.0, max=1e6, step=0.01, value=1.0)
+        self.pixel_size = LineEdit(label="pixel size (per px)", value="")
+        self.unit = ComboBox(label="unit", choices=list(PIXEL_SIZE_UNITS), value="nm")
+        self.parsed = Label(value="")
+        self.scope = Label(value="")
+        self.scope.native.setWordWrap(True)
+        self.also = Select(label="also apply to", choices=lambda _w=None: [
+            (lyr.name, lyr) for lyr in other_candidates(viewer, self.image.value)])
         self.set_button = PushButton(text="Set pixel size")
         self.bar_box = CheckBox(text="Exclude SEM info bar from analysis")
         self.extend([
             Container(widgets=[self.image], labels=True),
             self.info,
-            Container(widgets=[self.pixel_size], labels=True),
+            Container(widgets=[self.pixel_size, self.unit], labels=True),
+            self.parsed,
+            self.scope,
+            Container(widgets=[self.also], labels=True),
             self.set_button,
             self.bar_box,
         ])
         self.image.changed.connect(self._refresh)
+        self.pixel_size.changed.connect(self._show_parsed)
+        self.unit.changed.connect(self._show_parsed)
         self.set_button.changed.connect(self._on_set)
         self.bar_box.changed.connect(self._on_bar)
         viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -141,9 +207,29 @@ class CalibrationWidget(Container):
         color = "red" if ps is not None and not ps.calibrated else ""
         self.info.native.setStyleSheet(f"color: {color};" if color else "")
         if ps is not None and ps.calibrated:
-            self.pixel_size.value = ps.x_nm
+            with self.unit.changed.blocked():
+                self.unit.value = "nm"
+            self.pixel_size.value = format_nm(ps.x_nm)
+        self.also.reset_choices()
+        self.also.value = []
+        names = [lyr.name for lyr in calibration_scope(self._viewer, layer)] if layer is not None else []
+        self.scope.value = f"Applies to: {', '.join(names)}" if names else ""
+        self._show_parsed()
         with self.bar_box.changed.blocked():
             self.bar_box.value = bool(layer is not None and layer.metadata.get("info_bar"))
+
+    def parse(self) -> float:
+        """The typed pixel size in nm/px (raises CalibrationError when it is not understood)."""
+        return parse_pixel_size(self.pixel_size.value, self.unit.value)
+
+    def _show_parsed(self, *_):
+        if not str(self.pixel_size.value).strip():
+            self.parsed.value = ""
+            return
+        try:
+            self.parsed.value = f"= {format_nm(self.parse())} nm/px"
+        except MicrosegError as e:
+            self.parsed.value = str(e)
 
     def _on_set(self, *_):
         from napari.utils.notifications import show_info, show_warning
@@ -152,11 +238,15 @@ class CalibrationWidget(Container):
         if layer is None:
             show_warning("Select an image layer first.")
             return
-        if self.pixel_size.value <= 0:
-            show_warning("The pixel size must be positive.")
+        try:
+            nm = self.parse()
+        except MicrosegError as e:
+            show_warning(str(e))
             return
-        changed = override_pixel_size(self._viewer, layer, self.pixel_size.value)
-        show_info(f"Pixel size {self.pixel_size.value:g} nm/px set on {', '.join(lyr.name for lyr in changed)}.")
+        text = f"{str(self.pixel_size.value).strip()} (unit menu: {self.unit.value})"
+        changed = override_pixel_size(self._viewer, layer, nm, also=list(self.also.value),
+                                      detail=f"set in the Calibration dock as {text}")
+        show_info(f"Pixel size {format_nm(nm)} nm/px set on {', '.join(lyr.name for lyr in changed)}.")
         self._refresh()
 
     def _on_bar(self, value: bool):

@@ -8,6 +8,12 @@ promptable model when installed, fine-tuned promptable and SAM2 models from
 the model folder (``microseg train --arch promptable|sam2``; a SAM2 one when
 its base weights are here), and the classical Otsu-flood baseline. Random
 weights are never offered.
+
+The dock follows the layer the user works on: selecting an image picks it and
+its own labels (``"<image> labels"``, made at Start when it does not exist yet);
+helper layers (prompts, previews, candidates) are never offered as image or
+target. New objects get the class shown in the class menu at the moment they
+are committed.
 """
 
 from __future__ import annotations
@@ -22,14 +28,22 @@ from magicgui.widgets import (
     FloatSpinBox,
     LineEdit,
     PushButton,
-    create_widget,
 )
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ...core.classes import DEFAULT_CLASSES
 from ...core.errors import MicrosegError
-from ..labeling import LabelingController, shortcuts_html
-from ..layer_data import labels_layer, layer_classes, layer_pixel_size
+from ..labeling import LabelingController, remove_helpers, shortcuts_html
+from ..layer_data import (
+    SOURCE_IMAGE_KEY,
+    is_helper_layer,
+    labels_layer,
+    labels_of_image,
+    layer_choices,
+    layer_classes,
+    layer_pixel_size,
+    source_image_name,
+)
 from ..model_events import models_changed_event
 
 if TYPE_CHECKING:
@@ -100,12 +114,14 @@ class LabelWidget(QWidget):
     """Dock widget: interactive labeling with point and box prompts."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
+        from napari.layers import Image, Labels
+
         super().__init__()
         self._viewer = viewer
         self.controller: LabelingController | None = None
         names, note = usable_backends()
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
-        self.labels = create_widget(annotation="napari.layers.Labels", label="labels", options={"nullable": True})
+        self.image = ComboBox(label="image", choices=layer_choices(viewer, Image))
+        self.labels = ComboBox(label="labels", choices=layer_choices(viewer, Labels), nullable=True)
         self.model = ComboBox(label="model", choices=names, value=names[0])
         from ...core.weights import MODELS
 
@@ -159,13 +175,66 @@ class LabelWidget(QWidget):
         self.accept_button.changed.connect(lambda: self._call("accept_candidates"))
         self.reject_button.changed.connect(lambda: self._call("reject_candidates"))
         viewer.layers.events.inserted.connect(self.reset_choices)
-        viewer.layers.events.removed.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self._on_removed)
+        viewer.layers.selection.events.active.connect(self._on_active)
         models_changed_event(viewer).connect(self.refresh_models)
+        self.reset_choices()
+        self.follow(viewer.layers.selection.active)
 
     def reset_choices(self, *_):
-        """Refresh the layer pickers."""
+        """Refresh the layer pickers (helper layers are never listed)."""
         self.image.reset_choices()
         self.labels.reset_choices()
+
+    def _on_removed(self, event=None):
+        from napari.layers import Image
+
+        layer = getattr(event, "value", None)
+        if isinstance(layer, Image) and not is_helper_layer(layer):
+            remove_helpers(self._viewer, layer.name)
+            if self.controller is not None and self.controller.image_layer is layer:
+                self.controller = None
+                self._say(f"{layer.name} was closed; pick an image and press Start.")
+        self.reset_choices()
+
+    def _on_active(self, event=None):
+        self.follow(self._viewer.layers.selection.active)
+
+    def labels_for(self, image):
+        """The Labels layer the dock writes ``image``'s objects into, or ``None`` (made at Start)."""
+        if image is None:
+            return None
+        shape = tuple(image.data.shape[:2])
+        own = [lab for lab in labels_of_image(self._viewer, image) if tuple(lab.data.shape) == shape]
+        named = [c for c in self.labels.choices if c is not None and c.name == f"{image.name} labels"
+                 and tuple(c.data.shape) == shape]
+        ranked = [x for x in own if x.name == f"{image.name} labels"] + own + named
+        return ranked[0] if ranked else None
+
+    def follow(self, layer):
+        """Make the dock work on ``layer``: an image and its labels, or a labels layer and its image."""
+        from napari.layers import Image, Labels
+
+        if layer is None or is_helper_layer(layer):
+            return
+        self.reset_choices()
+        if isinstance(layer, Image) and layer in self.image.choices:
+            if self.image.value is not layer:
+                self.image.value = layer
+            self.labels.value = self.labels_for(layer)
+        elif isinstance(layer, Labels) and layer in self.labels.choices:
+            source = source_image_name(layer)
+            img = next((c for c in self.image.choices if source and c.name == source), None)
+            if img is not None:
+                self.image.value = img
+            self.labels.value = layer
+        else:
+            return
+        ctl = self.controller
+        if ctl is not None and ctl.image_layer is not None and ctl.image_layer is not self.image.value:
+            image, target = self.image.value, self.labels.value
+            into = target.name if target is not None else f"{image.name} labels"
+            self._say(f"Now on {image.name}: press Start to label it (objects go into {into}).")
 
     def refresh_models(self, *_):
         """Re-read the usable prompt models (e.g. a fine-tune the Train dock just registered).
@@ -197,16 +266,21 @@ class LabelWidget(QWidget):
             return None
         target = self.labels.value
         if target is None or tuple(target.data.shape) != tuple(image.data.shape[:2]):
+            target = self.labels_for(image)
+        if target is None:
             data, kw, _ = labels_layer(np.zeros(image.data.shape[:2], np.int32),
-                                       pixel_size=layer_pixel_size(image), name=f"{image.name} labels")
+                                       pixel_size=layer_pixel_size(image), name=f"{image.name} labels",
+                                       metadata={SOURCE_IMAGE_KEY: image.name})
             target = self._viewer.add_labels(data, **kw)
-            self.labels.value = target
+        self.reset_choices()
+        self.image.value = image
+        self.labels.value = target
         from ...core.prompting.embedding_cache import EmbeddingCache
 
         cache = EmbeddingCache() if getattr(backend, "needs_embedding", False) else None
         self.controller = LabelingController(self._viewer, backend, cache)
+        self.controller.current_class = lambda: self.klass.value
         self._on_overwrite()
-        self._sync_classes(target)
         self._say(f"Preparing {image.name} with {backend.name}…")
         self.cancel_button.enabled = True
 
@@ -220,6 +294,7 @@ class LabelWidget(QWidget):
             self.cancel_button.enabled = False
             show_error(str(e))
             return None
+        self._sync_classes(target)
         worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
         return worker
 
@@ -262,11 +337,13 @@ class LabelWidget(QWidget):
                             progress_bar={"desc": f"Downloading {model_id}"})
 
     def _sync_classes(self, target):
+        """Offer ``target``'s classes, keeping the shown class when the target has it."""
         _, classes = layer_classes(target)
         names = [c.name for c in classes]
+        shown = self.klass.value
         with self.klass.changed.blocked():
             self.klass.choices = names
-            self.klass.value = names[0] if names else None
+            self.klass.value = shown if shown in names else (names[0] if names else None)
         self._on_class()
 
     def _on_class(self, *_):
