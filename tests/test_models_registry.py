@@ -60,6 +60,7 @@ def edit_card(folder, **changes):
     path = folder / "model_card.json"
     d = json.loads(path.read_text())
     d.update(changes)
+    d.pop("weights_sha256", None)  # a hand-made folder: its weights may be replaced by hand
     path.write_text(json.dumps(d))
 
 

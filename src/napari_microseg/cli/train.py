@@ -28,10 +28,16 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="IMAGE:LABELS",
-        help="an image and its instance-labels TIFF (with .labels.json classes); repeatable",
+        help="an image and its instance-labels TIFF (with .labels.json classes); repeatable. "
+        "Split at the LAST ':', so IMAGE may contain ':' (C:/img.tif:lab.tif) but LABELS not",
     )
     data.add_argument("--val-data", metavar="FOLDER", help="validation dataset folder")
-    data.add_argument("--val-images", nargs="+", metavar="NAME", help="image names to validate on")
+    data.add_argument(
+        "--val-images",
+        nargs="+",
+        metavar="NAME",
+        help="image names (of --val-data, else of --data) to validate on",
+    )
     data.add_argument(
         "--val-fraction",
         type=float,
@@ -81,7 +87,12 @@ def register(sub) -> None:
     opt.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     opt.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default: a new one)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped or killed run (its data, recipe and --no-register come from "
+        "the run folder)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -119,14 +130,28 @@ def _config(args):
 
 
 def load_pair(spec: str):
-    """A :class:`TrainImage` from ``IMAGE:LABELS``."""
+    """A :class:`TrainImage` from ``IMAGE:LABELS``.
+
+    The spec is split at its last ``:``, so a Windows drive or a ``:`` in the
+    image path works (``C:/data/a.tif:a_labels.tif``); the labels path must
+    not contain ``:``.
+    """
     from ..core.labels_io import read_labels
     from ..core.reading import read_micrograph
     from ..core.training import TrainImage
 
     image, sep, labels = spec.rpartition(":")
-    if not sep or not image:
-        raise MicrosegError(f"--pair {spec!r}: expected IMAGE:LABELS.")
+    if not sep or not image or not labels:
+        raise MicrosegError(
+            f"--pair {spec!r}: expected IMAGE:LABELS (split at the last ':'; the labels path "
+            "may not contain ':')."
+        )
+    for what, path in (("image", image), ("labels", labels)):
+        if not Path(path).is_file():
+            raise MicrosegError(
+                f"--pair {spec!r}: the {what} file {path} does not exist (IMAGE:LABELS is split "
+                "at the last ':')."
+            )
     mg = read_micrograph(image, as_grey=True)
     rec = read_labels(labels)
     ps = mg.pixel_size.x_nm if mg.pixel_size.calibrated else None
@@ -145,6 +170,11 @@ def _data(d: dict):
     if not train:
         raise MicrosegError("No training data: give --data FOLDER and/or --pair IMAGE:LABELS.")
     val = None
+    if d.get("val_images") and not (d.get("val_data") or d.get("data")):
+        raise MicrosegError(
+            "--val-images names images of --val-data (or --data), and neither is given; add "
+            "--val-data FOLDER, or leave --val-images out to hold out --val-fraction."
+        )
     if d.get("val_data") or d.get("val_images"):
         val, _ = load_folder(d.get("val_data") or d["data"], d.get("val_images"))
     return train, val, source
@@ -161,13 +191,22 @@ def run(args) -> int:
             print(f"{k:14s} {v}")
         return 0
     if args.resume:
-        saved = json.loads((Path(args.resume) / "config.json").read_text())
+        saved = _saved_run(args.resume)
         cfg = TrainConfig.from_dict(saved["config"])
-        train_set, val_set, source = _data(saved.get("source", {}).get("cli", {}))
+        cli = saved.get("source", {}).get("cli", {})
+        do_register = not (args.no_register or cli.get("no_register"))
+        train_set, val_set, source = _data(cli)
         run_dir = args.resume
     else:
+        from ..core.training.run_folder import check_run_dir
+
         cfg = _config(args)
-        train_set, val_set, source = _data({k: getattr(args, k) for k in DATA_KEYS})
+        check_run_dir(args.run_dir, False)  # before loading any data
+        do_register = not args.no_register
+        d = {k: getattr(args, k) for k in DATA_KEYS}
+        train_set, val_set, source = _data(d)
+        if args.no_register:  # remembered, so a resumed run does not register either
+            source["cli"] = {**d, "no_register": True}
         run_dir = args.run_dir
     bar = _Progress(cfg.total_steps, quiet=args.quiet)
     try:
@@ -179,7 +218,7 @@ def run(args) -> int:
             resume=bool(args.resume),
             progress=bar,
             should_stop=bar.interrupted,
-            register=not args.no_register,
+            register=do_register,
             overwrite=args.overwrite,
             source=source,
         )
@@ -192,6 +231,27 @@ def run(args) -> int:
     if result.model_name:
         print(f"registered model: {result.model_name}  {json.dumps(result.card.metrics)}")
     return 0
+
+
+def _saved_run(run_dir) -> dict:
+    """The ``config.json`` of the run folder ``run_dir``; one-line error when it is not one."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise MicrosegError(f"--resume {run_dir}: no such run folder.")
+    if not path.is_file():
+        raise MicrosegError(
+            f"--resume {run_dir}: not a training run folder (no config.json); give the folder "
+            "a run printed as 'run folder:'."
+        )
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise MicrosegError(f"{path}: not readable JSON ({e}).") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise MicrosegError(f"{path}: not the config.json of a training run (no 'config').")
+    if not isinstance(saved.get("source", {}), dict):
+        raise MicrosegError(f"{path}: 'source' must be a JSON object.")
+    return saved
 
 
 class _Progress:

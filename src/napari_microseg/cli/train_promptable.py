@@ -40,7 +40,9 @@ def register(sub) -> None:
     p.add_argument("--init", metavar="PATH", help="start from weights ('default': shipped model)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt (read as data; a changed file or one "
+                   "holding code is refused)")
     p.set_defaults(func=run)
 
 
@@ -56,8 +58,7 @@ def _git_commit() -> str | None:
 
 def run(args) -> int:
     """Load the data, train, and print where the weights are."""
-    import json
-
+    from ..core.atomic import write_json_atomic
     from ..core.promptable.data import synthetic_samples
     from ..core.promptable.training import train_promptable
     from ..core.prompting.eval_data import load_creme
@@ -82,7 +83,7 @@ def run(args) -> int:
     recipe = {"argv": sys.argv, "args": {k: v for k, v in vars(args).items() if k != "func"},
               "git_commit": _git_commit(), "n_real_images": len(real),
               "n_synthetic_images": len(synth)}
-    (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    write_json_atomic(out / "recipe.json", recipe)
     path = train_promptable(
         samples, epochs=args.epochs, out_dir=out, init=args.init,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
@@ -91,7 +92,7 @@ def run(args) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     card = model_card(recipe, path, args)
-    (out / "model_card.json").write_text(json.dumps(card, indent=1))
+    write_json_atomic(out / "model_card.json", card)
     print(path)
     return 0
 

@@ -86,6 +86,9 @@ class ModelCard:
         Validation metrics.
     format_version : int
         Card format; newer than :data:`FORMAT_VERSION` is refused.
+    weights_sha256 : str or None
+        SHA-256 of the model's ``weights.pt``, set when the model is
+        registered; the weights are checked against it before they are loaded.
     """
 
     name: str
@@ -107,6 +110,7 @@ class ModelCard:
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    weights_sha256: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         self.validate()
@@ -188,6 +192,11 @@ class ModelCard:
         if not isinstance(self.in_channels, int) or self.in_channels < 1:
             bad(f"in_channels {self.in_channels!r} must be a positive integer.")
         self._validate_normalization(bad)
+        sha = self.weights_sha256
+        if sha is not None and not (
+            isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+        ):
+            bad(f"weights_sha256 {sha!r} must be a lower-case hex SHA-256 or null.")
         if self.pixel_size_nm is not None and not (
             isinstance(self.pixel_size_nm, (int, float))
             and math.isfinite(self.pixel_size_nm)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import MicrosegError
 from .card import ModelCard, ModelError
 
 WEIGHTS_FORMAT = "napari-microseg-weights"
@@ -46,16 +47,27 @@ def save_weights(path, model_or_state_dict, card: ModelCard, half: bool = False)
 def read_weights(path, card: ModelCard, where=None) -> dict:
     """The state dict in ``path``, checked against what ``card`` describes.
 
-    Error messages name ``where`` (default: ``path``).
+    The file is read as data (``torch.load(weights_only=True)``: a pickle that
+    holds code is refused, never run); before its tensors are returned its
+    SHA-256 is compared with the card's ``weights_sha256`` or, without one,
+    the record beside the file (:mod:`~napari_microseg.core.safeload`). Error
+    messages name ``where`` (default: ``path``).
     """
+    from ..safeload import IntegrityError, UnsafeFileError, load_torch_data, verify_digest
+
     path = Path(path)
     name = where or path
+    if not path.is_file():
+        raise ModelError(f"{name}: the weights file is missing.")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"{name}: the weights file is missing.") from None
-    except Exception as e:  # torch raises many types for damaged files
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        data = load_torch_data(path, "weights file", where=name, verify=False)
+    except UnsafeFileError:
+        raise ModelError(
+            f"{name}: not a readable weights file (not napari-microseg weights, or it contains "
+            "code); refusing to load it."
+        ) from None
+    except MicrosegError as e:
+        msg = getattr(e, "detail", None) or str(e)
         raise ModelError(f"{name}: not a readable weights file (corrupt or truncated: {msg}).") from None
     if not isinstance(data, dict):
         raise ModelError(f"{name}: does not hold a state dict.")
@@ -66,6 +78,10 @@ def read_weights(path, card: ModelCard, where=None) -> dict:
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ModelError(f"{name}: does not hold a state dict of tensors.")
+    try:  # read as data first (safe), so a damaged file says so; then check it is unchanged
+        verify_digest(path, card.weights_sha256, name)
+    except IntegrityError as e:
+        raise ModelError(str(e)) from None
     return {k: v.float() if v.is_floating_point() else v for k, v in data.items()}
 
 

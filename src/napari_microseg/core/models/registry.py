@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -291,9 +292,14 @@ def register_model(
         load_state(build_model(card, where=where), state, card, where)
     root.mkdir(parents=True, exist_ok=True)
     with _staging(root, card.name, overwrite) as tmp:
-        (tmp / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
-        if card.architecture != "ensemble":
+        if card.architecture != "ensemble":  # the card carries the weights' SHA-256
+            from dataclasses import replace
+
+            from ..safeload import file_sha256
+
             save_weights(tmp / WEIGHTS_FILE, model_or_state_dict, card, half=half)
+            card = replace(card, weights_sha256=file_sha256(tmp / WEIGHTS_FILE))
+        (tmp / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
     return root / card.name
 
 
@@ -340,26 +346,87 @@ def _add_folder(zf: zipfile.ZipFile, folder: Path, card: ModelCard, prefix: str)
         zf.write(folder / WEIGHTS_FILE, prefix + WEIGHTS_FILE)
 
 
+#: Largest total size (bytes) the files of an imported model may expand to.
+MAX_UNPACKED_BYTES = 4 * 2**30
+#: Largest expansion ratio (uncompressed / compressed) of a member bigger than
+#: :data:`RATIO_MIN_BYTES`; real weights barely compress (about 1.1x).
+MAX_COMPRESSION_RATIO = 200
+#: Members smaller than this are not held to :data:`MAX_COMPRESSION_RATIO`.
+RATIO_MIN_BYTES = 2**20
+
+
+def _model_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The members of an exported model that are extracted (card/weights, members' too)."""
+    out = []
+    for info in zf.infolist():
+        parts = info.filename.split("/")
+        ok = info.filename in (CARD_FILE, WEIGHTS_FILE) or (
+            len(parts) == 3 and parts[0] == "members" and valid_name(parts[1])
+            and parts[2] in (CARD_FILE, WEIGHTS_FILE)
+        )
+        if ok and not info.is_dir():
+            out.append(info)
+    return out
+
+
+def check_zip_sizes(path, infos: list[zipfile.ZipInfo]) -> int:
+    """Refuse a zip bomb before extracting: total size and compression ratio from the headers.
+
+    Returns the declared total size in bytes.
+
+    Raises
+    ------
+    ModelError
+        When the members would expand past :data:`MAX_UNPACKED_BYTES`, or one
+        expands more than :data:`MAX_COMPRESSION_RATIO` times.
+    """
+    total = sum(int(i.file_size) for i in infos)
+    if total > MAX_UNPACKED_BYTES:
+        raise ModelError(
+            f"{path}: the model would expand to {total / 2**30:.1f} GiB (limit "
+            f"{MAX_UNPACKED_BYTES / 2**30:.0f} GiB); refusing to import it."
+        )
+    for i in infos:
+        ratio = i.file_size / max(int(i.compress_size), 1)
+        if i.file_size > RATIO_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
+            raise ModelError(
+                f"{path}: {i.filename} expands {ratio:.0f}x ({i.compress_size} -> {i.file_size} "
+                f"bytes; limit {MAX_COMPRESSION_RATIO}x): not a model export, refusing to import it."
+            )
+    return total
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> int:
+    """Extract one member, stopping when it writes more than declared or than ``budget``."""
+    written, limit = 0, min(int(info.file_size), budget)
+    with zf.open(info) as src, open(target, "wb") as out:
+        while chunk := src.read(2**20):
+            written += len(chunk)
+            if written > limit:
+                raise ModelError(f"{zf.filename}: {info.filename} holds more data than its header "
+                                 "says; refusing to import it.")
+            out.write(chunk)
+    return written
+
+
 def _unpack(path: Path, dest: Path) -> Path:
-    """Extract an exported model's files into ``dest/<name>``; return that folder."""
+    """Extract an exported model's files into ``dest/<name>``; return that folder.
+
+    Only the card and weights files (and an ensemble's members') are extracted,
+    under ``dest`` (no path traversal), after :func:`check_zip_sizes`.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
             if CARD_FILE not in names:
                 raise ModelError(f"{path}: not a napari-microseg model file (no {CARD_FILE}).")
-            for member in names:
-                parts = member.split("/")
-                ok = member in (CARD_FILE, WEIGHTS_FILE) or (
-                    len(parts) == 3 and parts[0] == "members" and valid_name(parts[1])
-                    and parts[2] in (CARD_FILE, WEIGHTS_FILE)
-                )
-                if not ok:
-                    continue
-                target = dest.joinpath(*parts)
+            infos = _model_members(zf)
+            budget = check_zip_sizes(path, infos)
+            for info in infos:
+                target = dest.joinpath(*info.filename.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+                budget -= _copy_member(zf, info, target, budget)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
         raise ModelError(f"{path}: not a readable napari-microseg model file ({e}).") from None
     card = read_card(dest / CARD_FILE)
     folder = dest / "_model" / card.name

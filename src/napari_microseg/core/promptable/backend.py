@@ -47,19 +47,31 @@ def save_weights(path, model: PromptUNet, crop: CropConfig, half: bool = True, *
                 "meta": meta}, path)
 
 
-def load_weights(path) -> tuple[PromptUNet, CropConfig, dict]:
-    """``(model in eval mode, crop config, meta)`` from a weights file or a training checkpoint."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise MicrosegError(f"Cannot read promptable weights {path}: {e}") from e
-    if "state_dict" not in data or "model" not in data:
+def load_weights(path, expected_sha256: str | None = None) -> tuple[PromptUNet, CropConfig, dict]:
+    """``(model in eval mode, crop config, meta)`` from a weights file.
+
+    The file is read as data (``weights_only=True``; a pickle holding code is
+    refused, never run) after its SHA-256 is compared with ``expected_sha256``
+    (a card's) or the record beside it. Every failure is one
+    :class:`~..errors.MicrosegError` line naming the file.
+    """
+    from ..safeload import load_torch_data
+
+    data = load_torch_data(path, "microseg-promptable weights file",
+                           expected_sha256=expected_sha256)
+    if not isinstance(data, dict) or "state_dict" not in data or "model" not in data:
         raise MicrosegError(f"{path} is not a microseg-promptable weights file.")
-    model = PromptUNet(**data["model"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in data["state_dict"].items()})
+    try:
+        model = PromptUNet(**data["model"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in data["state_dict"].items()})
+        crop = CropConfig.from_dict(data.get("crop"))
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as e:
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise MicrosegError(f"{path}: the weights do not fit the promptable model ({msg}).") from None
     model.eval()
-    return model, CropConfig.from_dict(data.get("crop")), dict(data.get("meta") or {})
+    meta = data.get("meta")
+    return model, crop, dict(meta) if isinstance(meta, dict) else {}
 
 
 @contextlib.contextmanager
@@ -128,12 +140,24 @@ class PromptableBackend(PromptBackend):
 
     @classmethod
     def from_checkpoint(cls, path, **kw) -> PromptableBackend:
-        """Backend from a weights file or a training checkpoint (``.pt``)."""
-        model, crop, meta = load_weights(path)
-        card = Path(path).with_name(CARD_FILE)
-        if card.is_file():
-            meta = {**meta, **json.loads(card.read_text())}
-        return cls(model, crop, meta, **kw)
+        """Backend from a weights file (``.pt``); the card beside it, if any, is merged into meta.
+
+        The card's ``weights_sha256`` must match the file (a changed or corrupt
+        file is refused).
+        """
+        card_path = Path(path).with_name(CARD_FILE)
+        card = {}
+        if card_path.is_file():
+            try:
+                card = json.loads(card_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                msg = f"{card_path}: the model card is not readable JSON ({e})."
+                raise MicrosegError(msg) from None
+            if not isinstance(card, dict):
+                raise MicrosegError(f"{card_path}: the model card is not a JSON object.")
+        sha = card.get("weights_sha256")
+        model, crop, meta = load_weights(path, sha if isinstance(sha, str) else None)
+        return cls(model, crop, {**meta, **card}, **kw)
 
     @classmethod
     def load_default(cls, **kw) -> PromptableBackend:

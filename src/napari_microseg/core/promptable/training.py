@@ -19,6 +19,12 @@ the final fp16 weights to ``out_dir/weights.pt``. ``progress`` receives a dict
 per step and per epoch; when ``should_stop`` returns True after a step, the
 checkpoint is written at that step and :class:`~..training.config.TrainingStopped`
 is raised (``resume=True`` continues from that very step).
+
+``checkpoint.pt`` is data only (tensors and plain containers, random states
+included, see :mod:`~..training.rng_state`), read back with
+``torch.load(weights_only=True)`` after its SHA-256 record
+(``checkpoint.pt.sha256.json``) is checked: a checkpoint from a shared folder
+can be refused, never executed.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..atomic import atomic_path
+from ..errors import MicrosegError
 from ..prompting.base import Prompts
 from ..prompting.evaluation import next_click
+from ..safeload import plain, write_with_digest
 from .backend import PromptableBackend, postprocess, save_weights
 from .crops import CropConfig, CropLogits, encode, prev_logits_in, prompt_window, resize
 from .crops import place as place_mask
@@ -43,6 +50,8 @@ from .crops import touches_edge as _touches
 from .data import Augment, ObjectBank, first_prompt, make_patch
 from .model import PromptUNet
 
+#: ``format`` of a training checkpoint.
+CHECKPOINT_FORMAT = "napari-microseg-promptable-checkpoint"
 #: Probabilities of 0, 1, 2, 3 corrective rounds before the gradient step.
 ROUNDS_P = (0.4, 0.3, 0.2, 0.1)
 
@@ -238,15 +247,8 @@ def train_promptable(
              "history": []}
     rng = np.random.default_rng(seed)
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model = PromptUNet(**ck["model_config"])
-        model.load_state_dict(ck["model"])
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        opt.load_state_dict(ck["optimizer"])
-        crop = CropConfig.from_dict(ck["crop"])
-        state = {"epoch_step": 0, "epoch_losses": [], **ck["state"]}
-        rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        model, opt, crop, ck_state = _resume(ckpt_path, rng, lr)
+        state = {"epoch_step": 0, "epoch_losses": [], **ck_state}
     total = epochs * steps_per_epoch
     budget = None if minutes is None else 60.0 * float(minutes)
     model.train()
@@ -256,10 +258,13 @@ def train_promptable(
         return max(p, state["elapsed"] / budget) if budget else p
 
     def save_checkpoint():
-        with atomic_path(ckpt_path) as tmp:
-            torch.save({"model": model.state_dict(), "model_config": model.config(),
-                        "optimizer": opt.state_dict(), "crop": crop.to_dict(), "state": state,
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+        from ..training.rng_state import rng_states
+
+        data = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "rng_states": rng_states(rng),
+                **plain({"model_config": model.config(), "crop": crop.to_dict(),
+                         "state": state})}
+        write_with_digest(ckpt_path, lambda tmp: torch.save(data, tmp))
 
     while state["epoch"] < epochs and done_fraction() < 1:
         t_epoch, losses = time.perf_counter(), state["epoch_losses"]
@@ -311,9 +316,9 @@ def train_promptable(
             if score > state.get("best_score", -1.0):
                 state["best_score"] = score
                 rec["best"] = True
-                with atomic_path(out / "best_weights.pt") as tmp:
-                    save_weights(tmp, model, crop, steps=state["step"],
-                                 elapsed_s=round(state["elapsed"], 1), **thresholds)
+                write_with_digest(out / "best_weights.pt", lambda tmp: save_weights(
+                    tmp, model, crop, steps=state["step"],
+                    elapsed_s=round(state["elapsed"], 1), **thresholds))
         state["history"].append(rec)
         save_checkpoint()
         with open(out / "log.jsonl", "a") as f:
@@ -324,10 +329,38 @@ def train_promptable(
             progress({"kind": "epoch", **rec})
     model.eval()
     final = out / "weights.pt"
-    save_weights(final, model, crop, steps=state["step"], elapsed_s=round(state["elapsed"], 1),
-                 history=state["history"], **thresholds)
+    write_with_digest(final, lambda tmp: save_weights(
+        tmp, model, crop, steps=state["step"], elapsed_s=round(state["elapsed"], 1),
+        history=plain(state["history"]), **thresholds))
     best = out / "best_weights.pt"
     return best if val_samples and best.is_file() else final
+
+
+def _resume(path: Path, rng, lr: float):
+    """``(model, optimiser, crop, state)`` from the checkpoint at ``path`` (read as data).
+
+    One-line :class:`~..errors.MicrosegError` for a file that changed since it
+    was written, holds anything but tensors and plain data (never executed),
+    is damaged, or is no promptable training checkpoint.
+    """
+    from ..safeload import load_torch_data
+    from ..training.rng_state import restore_rng
+
+    ck = load_torch_data(path, "napari-microseg checkpoint")
+    keys = ("model", "model_config", "optimizer", "crop", "state")
+    if not isinstance(ck, dict) or not all(k in ck for k in keys):
+        raise MicrosegError(f"{path} is not a microseg-promptable training checkpoint.")
+    try:
+        model = PromptUNet(**ck["model_config"])
+        model.load_state_dict(ck["model"])
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        opt.load_state_dict(ck["optimizer"])
+        crop = CropConfig.from_dict(ck["crop"])
+        restore_rng(ck, rng)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise MicrosegError(f"{path}: the checkpoint does not fit this model ({msg}).") from None
+    return model, opt, crop, dict(ck["state"])
 
 
 def quick_val(model, crop: CropConfig, samples, n_corrective: int = 2, meta=None,

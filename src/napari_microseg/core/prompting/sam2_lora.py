@@ -69,8 +69,7 @@ def save_delta(path, model, *, base: dict, lora: dict, image_size: int, meta=Non
     """Write the delta of ``model`` to ``path``; return the file's SHA-256."""
     import torch
 
-    from ..atomic import atomic_path
-    from ..weights import sha256_file
+    from ..safeload import write_with_digest
 
     data = {
         "format": DELTA_FORMAT,
@@ -80,29 +79,42 @@ def save_delta(path, model, *, base: dict, lora: dict, image_size: int, meta=Non
         "meta": dict(meta or {}),
         "state_dict": delta_state(model),
     }
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
-    return sha256_file(path)
+    return write_with_digest(path, lambda tmp: torch.save(data, tmp))
 
 
 def read_delta(path) -> dict:
-    """The contents of a delta file; :class:`MicrosegError` when it is not one."""
-    import torch
+    """The contents of a delta file; one-line :class:`MicrosegError` when it is not one.
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / DELTA_FILE
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise MicrosegError(f"Cannot read the SAM2 fine-tuning delta {path} ({e}).") from None
-    if not isinstance(data, dict) or data.get("format") != DELTA_FORMAT:
-        raise MicrosegError(f"{path} is not a napari-microseg SAM2 delta file.")
+    ``path`` is a delta file or a registered model folder. The file is read as
+    data (``weights_only=True``) after its SHA-256 is compared with the card's
+    ``delta_sha256`` (a model folder) or the record beside it (a run folder).
+    """
+    from ..safeload import load_torch_data
     from ..weights import sha256_file
 
+    path = Path(path)
+    expected = None
+    if path.is_dir():
+        expected = _card_sha256(path / "model_card.json")
+        path = path / DELTA_FILE
+    data = load_torch_data(path, "napari-microseg SAM2 delta file", expected_sha256=expected)
+    if not isinstance(data, dict) or data.get("format") != DELTA_FORMAT:
+        raise MicrosegError(f"{path} is not a napari-microseg SAM2 delta file.")
     data["path"] = str(path)
     data["sha256"] = sha256_file(path)
     return data
+
+
+def _card_sha256(card_path: Path) -> str | None:
+    """The ``delta_sha256`` a registered model's card records (None without one)."""
+    import json
+
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    sha = card.get("delta_sha256") if isinstance(card, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def apply_delta(model, delta: dict, merge: bool = True) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..classes import DEFAULT_CLASSES
 from ..models.card import ModelCard, read_card
 from .config import TrainConfig, TrainingDataError
@@ -47,10 +45,15 @@ def make_card(cfg: TrainConfig, classes: list[dict]) -> ModelCard:
 
 
 def init_from(model, card: ModelCard, init: str, log) -> None:
-    """Load matching tensors of a registered model (or weights file) into ``model``."""
-    from ..models.registry import CARD_FILE, WEIGHTS_FILE, find_model
+    """Load matching tensors of a registered model (or weights file) into ``model``.
 
-    path = Path(init)
+    A file that changed since it was written, holds code or is damaged is
+    refused with one :class:`~napari_microseg.core.errors.MicrosegError` line.
+    """
+    from ..models.registry import CARD_FILE, WEIGHTS_FILE, find_model
+    from ..safeload import load_torch_data
+
+    path, sha = Path(init), None
     if not path.is_file():
         entry = find_model(init)
         base = read_card(entry.folder / CARD_FILE)
@@ -58,12 +61,10 @@ def init_from(model, card: ModelCard, init: str, log) -> None:
             raise TrainingDataError(
                 f"Model {init!r} is a {base.architecture}, not a {card.architecture}."
             )
-        path = entry.folder / WEIGHTS_FILE
-    # not read_weights(): its card checks would refuse e.g. another number of classes
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for damaged files
-        raise TrainingDataError(f"{init}: not a readable weights file ({e}).") from None
+        path, sha = entry.folder / WEIGHTS_FILE, base.weights_sha256
+    # not read_weights(): its card checks would refuse e.g. another number of classes.
+    # Read as data (weights_only); the card's SHA-256 (or the record beside) is checked first.
+    data = load_torch_data(path, "napari-microseg weights file", expected_sha256=sha)
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict):
         raise TrainingDataError(f"{init}: the file does not hold a state dict.")

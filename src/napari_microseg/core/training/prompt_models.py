@@ -50,18 +50,19 @@ def setup_run(
     """``(run folder, train images, validation images)`` after every check a run needs.
 
     Raises :class:`~.config.TrainingDataError` before anything starts: a name
-    taken by a built-in backend, nothing to resume, no image, no object, a
+    taken by a built-in backend, nothing to resume, a run folder that is
+    not empty or cannot be written, no image, no object, a
     training image smaller than ``patch_size``.
     """
     from ..prompting.registry import _fixed_names
     from .engine import default_run_dir
+    from .run_folder import check_run_dir, make_run_dir
 
     if config.name in _fixed_names():
         raise TrainingDataError(
             f"{config.name!r} is the name of a built-in prompt backend; choose another model name."
         )
-    if resume and (run_dir is None or not (Path(run_dir) / checkpoint).is_file()):
-        raise TrainingDataError(f"Nothing to resume: {run_dir} has no {checkpoint} checkpoint.")
+    check_run_dir(run_dir, resume, checkpoint)
     images = list(images)
     if val_images is None:
         images, val_images = split_validation(
@@ -71,8 +72,7 @@ def setup_run(
     check_training_data(images, patch_size)
     if val_images:
         check_training_data(val_images, 1, what="validation")
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_run_dir(run_dir if run_dir is not None else default_run_dir(config.name))
     return run_dir, images, val_images
 
 

@@ -62,14 +62,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..atomic import atomic_path, write_json_atomic
+from ..atomic import write_json_atomic
 from ..device import select_device
 from ..prompting.evaluation import interior_point, mask_bbox
+from ..safeload import plain
 from .config import TrainConfig, TrainEvent, TrainingDataError, TrainResult
 from .data import PatchSampler
-from .engine import CHECKPOINT_FORMAT, _load_checkpoint, lr_factor, run_progress
+from .engine import CHECKPOINT_FORMAT, _load_checkpoint, _save_checkpoint, lr_factor, run_progress
 from .prompt_models import click_metrics, samples, setup_run, step_event, write_config
 from .prompt_models import register as register_prompt
+from .rng_state import restore_rng, rng_states
 
 CHECKPOINT, BEST = "last.pt", "best_delta.pt"
 DEFAULT_PARAMS = {
@@ -289,21 +291,24 @@ class _Sam2Run:
 
         return {
             "format": CHECKPOINT_FORMAT,
-            "config": self.cfg.to_dict(),
             "delta": delta_state(self.model),
             "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "history": self.history,
-            "best": self.best,
+            "rng_states": rng_states(self.rng),
+            **plain(
+                {
+                    "config": self.cfg.to_dict(),
+                    "step": self.step,
+                    "elapsed": self.elapsed,
+                    "history": self.history,
+                    "best": self.best,
+                }
+            ),
         }
 
     def checkpoint(self) -> None:
-        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
-            torch.save(self._state(), tmp)
+        """``last.pt`` (data only, read with ``weights_only=True``) and its SHA-256 record."""
+        _save_checkpoint(self.run_dir / CHECKPOINT, self._state())
         write_json_atomic(self.run_dir / "history.json", self.history)
 
     def restore(self) -> None:
@@ -316,8 +321,7 @@ class _Sam2Run:
             )
         self.opt.load_state_dict(data["optimizer"])
         self.scaler.load_state_dict(data["scaler"])
-        self.rng.bit_generator.state = data["rng"]
-        torch.set_rng_state(data["torch_rng"])
+        restore_rng(data, self.rng)
         self.step, self.elapsed = data["step"], data["elapsed"]
         self.history, self.best = data["history"], data["best"]
         self.log(f"Resumed {self.run_dir.name} at step {self.step} of {self.cfg.total_steps}.")
