@@ -119,6 +119,10 @@ class TrainingRun:
     overwrite: bool = False
     preview_image: np.ndarray | None = None
     preview_every: int = 0
+    #: Register only a model that learnt something (``"if-learned"``), or always (``True``).
+    register: bool | str = "if-learned"
+    #: On Stop, register the best weights so far as ``NAME-partial``.
+    register_on_stop: bool = False
     in_process: bool = False
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     stop_flag: threading.Event = field(default_factory=threading.Event)
@@ -136,6 +140,8 @@ class TrainingRun:
             preview_image=self.preview_image,
             preview_every=self.preview_every,
             source=self.source,
+            register=self.register,
+            register_on_stop=self.register_on_stop,
         )
         return args, kwargs
 

@@ -214,7 +214,8 @@ class TrainResult:
     """What a run left behind.
 
     ``stopped`` is true when the caller stopped it (resume with ``resume=True``),
-    ``model_name`` is the registry name when the model was registered.
+    ``model_name`` is the registry name when the model was registered (a stopped
+    run registered with ``register_on_stop`` is named ``NAME-partial``).
     """
 
     run_dir: Path
@@ -225,3 +226,5 @@ class TrainResult:
     early_stopped: bool = False
     model_name: str | None = None
     card: object = None
+    #: Why the run was not registered although asked to (see ``register="if-learned"``).
+    not_registered: str | None = None

@@ -27,7 +27,6 @@ The promptable model and SAM2 have their own loops
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import time
 from pathlib import Path
@@ -35,15 +34,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, write_json_atomic
+from ..atomic import write_json_atomic
 from ..device import select_device
 from ..models.architectures import build_model, input_multiple
 from ..models.card import ModelCard
+from ..safeload import plain
 from .adapt import OutputAdapter
 from .config import TrainConfig, TrainEvent, TrainingDataError, TrainResult, runs_dir
 from .data import PatchSampler, check_training_data, split_validation
 from .losses import instance_targets, semantic_loss
 from .model_setup import classes_for, init_from, make_card
+from .rng_state import restore_rng as _restore_rng
+from .rng_state import rng_states
+from .run_folder import check_run_dir, make_run_dir
 from .validation import score_images
 
 CHECKPOINT_FORMAT = "napari-microseg-training-checkpoint"
@@ -75,22 +78,29 @@ def run_progress(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
 
 
 # -- checkpoints ------------------------------------------------------------------------------
+#
+# A checkpoint is data: tensors and plain containers, read back with
+# ``torch.load(weights_only=True)`` (:func:`~..safeload.load_torch_data`), so a
+# shared run folder cannot make ``--resume`` run code. Each checkpoint gets a
+# ``NAME.sha256.json`` record beside it and is checked against it on resume.
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    from ..safeload import write_with_digest
 
-
-def _rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+    write_with_digest(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load_checkpoint(path: Path) -> dict:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # damaged file
-        raise TrainingDataError(f"{path}: the training checkpoint cannot be read ({e}).") from None
+    """The checkpoint at ``path``; one-line :class:`~..errors.MicrosegError` otherwise.
+
+    Refused: a file changed since it was written (SHA-256 record), a pickle
+    holding anything but tensors and plain data (it is never executed), a
+    damaged file, and a file of another kind.
+    """
+    from ..safeload import load_torch_data
+
+    data = load_torch_data(path, "napari-microseg checkpoint")
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise TrainingDataError(f"{path} is not a napari-microseg training checkpoint.")
     return data
@@ -108,11 +118,12 @@ def train(
     resume: bool = False,
     progress=None,
     should_stop=None,
-    register: bool = True,
+    register: bool | str = True,
     overwrite: bool = False,
     preview_image=None,
     preview_every: int = 0,
     source: dict | None = None,
+    register_on_stop: bool = False,
 ) -> TrainResult:
     """Train (or resume) a model; register it when the run ends.
 
@@ -131,8 +142,15 @@ def train(
     should_stop : callable, optional
         Polled after every step; when it returns True the run saves a
         checkpoint and returns with ``stopped=True``.
-    register : bool
+    register : bool or "if-learned"
         Register the best weights in the model registry when the run ends.
+        ``"if-learned"`` registers only when validation shows the model learnt
+        something (see :func:`~.registration.learned_nothing`); otherwise the
+        result says why in ``not_registered`` and :func:`~.registration.register_run`
+        can still register it. ``True`` registers and warns in that case.
+    register_on_stop : bool
+        When the caller stops the run, register its best weights so far as a
+        partial model (``NAME-partial``).
     overwrite : bool
         Replace a registered model of the same name.
     preview_image : ndarray, optional
@@ -157,12 +175,12 @@ def train(
             resume=resume,
             progress=progress,
             should_stop=should_stop,
-            register=register,
+            register=bool(register),
             overwrite=overwrite,
             source=source,
         )
     return _Run(config, images, val_images, run_dir, resume, progress, should_stop, source).go(
-        register, overwrite, preview_image, preview_every
+        register, overwrite, preview_image, preview_every, register_on_stop
     )
 
 
@@ -173,9 +191,7 @@ class _Run:
         self.cfg = cfg
         self.progress = progress or (lambda e: None)
         self.should_stop = should_stop or (lambda: False)
-        if resume:
-            if run_dir is None or not (Path(run_dir) / "last.pt").is_file():
-                raise TrainingDataError(f"Nothing to resume: {run_dir} has no last.pt checkpoint.")
+        check_run_dir(run_dir, resume, "last.pt")
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.name)
         self.resume = resume
         images = list(images)
@@ -242,21 +258,24 @@ class _Run:
     def _state(self) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
-            "config": self.cfg.to_dict(),
-            "card": self.card.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict(),
             "adapter": self.adapter.state_dict() if self.adapter else None,
-            "rng": _rng_state(self.rng),
-            "torch_rng": torch.get_rng_state(),
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "history": self.history,
-            "batch_size": self.batch_size,
-            "best_score": self.best_score,
-            "bad_epochs": self.bad_epochs,
-            "snapshots_done": self.snapshots_done,
+            "rng_states": rng_states(self.rng),
+            **plain(
+                {
+                    "config": self.cfg.to_dict(),
+                    "card": self.card.to_dict(),
+                    "step": self.step,
+                    "elapsed": self.elapsed,
+                    "history": self.history,
+                    "batch_size": self.batch_size,
+                    "best_score": self.best_score,
+                    "bad_epochs": self.bad_epochs,
+                    "snapshots_done": self.snapshots_done,
+                }
+            ),
         }
 
     def _restore(self) -> None:
@@ -266,8 +285,7 @@ class _Run:
         self.scaler.load_state_dict(data["scaler"])
         if self.adapter and data.get("adapter"):
             self.adapter.load_state_dict(data["adapter"])
-        self.rng.bit_generator.state = data["rng"]
-        torch.set_rng_state(data["torch_rng"])
+        _restore_rng(data, self.rng)
         for key in (
             "step",
             "elapsed",
@@ -412,9 +430,11 @@ class _Run:
 
     def _save_best(self) -> None:
         from ..models.checkpoint import save_weights
+        from ..safeload import write_with_digest
 
-        with atomic_path(self.run_dir / "best.pt") as tmp:
-            save_weights(tmp, self.model, self.card)
+        write_with_digest(
+            self.run_dir / "best.pt", lambda t: save_weights(t, self.model, self.card)
+        )
 
     def _eta(self) -> float | None:
         if not self.step:
@@ -427,17 +447,23 @@ class _Run:
 
     def _snapshot(self) -> None:
         from ..models.checkpoint import save_weights
+        from ..safeload import write_with_digest
 
         for m in self.cfg.snapshot_minutes:
             if m not in self.snapshots_done and self.elapsed >= m * 60:
-                with atomic_path(self.run_dir / f"snapshot-{m:g}min.pt") as tmp:
-                    save_weights(tmp, self.model, self.card)
+                write_with_digest(
+                    self.run_dir / f"snapshot-{m:g}min.pt",
+                    lambda t: save_weights(t, self.model, self.card),
+                )
                 self.snapshots_done.append(m)
 
-    def go(self, register, overwrite, preview_image, preview_every) -> TrainResult:
+    def go(
+        self, register, overwrite, preview_image, preview_every, register_on_stop=False
+    ) -> TrainResult:
         cfg = self.cfg
+        t_setup = time.perf_counter()
         self._setup()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.run_dir)
         if self.resume:
             self._restore()
         else:
@@ -448,8 +474,13 @@ class _Run:
                     "source": self.source,
                     "train_images": [im.name for im in self.images],
                     "val_images": [im.name for im in self.val_images],
+                    "card": self.card.to_dict(),
                 },
             )
+        self.log(
+            f"Set-up took {time.perf_counter() - t_setup:.1f} s; the time budget counts "
+            "training steps only, from now."
+        )
         stopped = early = False
         epoch_losses, data_s, step_s = [], 0.0, 0.0
         while self.step < cfg.total_steps:
@@ -506,9 +537,7 @@ class _Run:
             stopped=stopped,
             early_stopped=early,
         )
-        if not stopped and register:
-            result.card = self._register(overwrite)
-            result.model_name = result.card.name
+        self._register_result(result, register, overwrite, register_on_stop)
         self.progress(
             TrainEvent(
                 "done",
@@ -520,21 +549,40 @@ class _Run:
         )
         return result
 
-    def _register(self, overwrite: bool) -> ModelCard:
-        from ..models.checkpoint import read_weights
-        from ..models.registry import register_model
-        from .provenance import final_card
+    def _register_result(self, result, register, overwrite, register_on_stop) -> None:
+        """Register per the caller's wish (see :func:`train`); fill ``result``."""
+        from .registration import learned_nothing
 
-        card = final_card(
+        if result.stopped:
+            if register_on_stop and result.best_weights is not None:
+                result.card = self._register(overwrite, partial=True)
+                result.model_name = result.card.name
+            return
+        if not register:
+            return
+        reason = learned_nothing(self.history)
+        if reason and register == "if-learned":
+            result.not_registered = reason
+            self.log(f"Not registered: {reason}. Register it anyway only if you mean to.")
+            return
+        if reason:
+            self.log(f"Warning: {reason}; registering it anyway.")
+        result.card = self._register(overwrite)
+        result.model_name = result.card.name
+
+    def _register(self, overwrite: bool, partial: bool = False) -> ModelCard:
+        from .registration import finish_card, register_best
+
+        card = finish_card(
             self.card,
             self.cfg,
             self.history,
             self.source,
             [im.name for im in self.images],
             [im.name for im in self.val_images],
+            overwrite=overwrite,
+            partial=partial,
         )
-        state = read_weights(self.run_dir / "best.pt", self.card)
-        register_model(state, card, overwrite=overwrite)
-        write_json_atomic(self.run_dir / "card.json", json.loads(card.to_json()))
-        self.log(f"Registered model {card.name!r}.")
+        register_best(self.run_dir, card)
+        self.log(f"Registered {'partial ' if partial else ''}model {card.name!r}.")
         return card
