@@ -113,3 +113,65 @@ def test_batch_dock_runs_and_reports(make_napari_viewer, qtbot, tiny, tmp_path):
     w.run()
     qtbot.waitUntil(lambda: w.result is not None and w.run_button.enabled, timeout=120000)
     assert w.result.count("skipped") == 3
+
+
+def test_batch_dock_small_batch_runs_without_a_cluster_and_shows_the_report_path(
+    make_napari_viewer, qtbot, tiny, tmp_path, monkeypatch
+):
+    import distributed
+    from qtpy.QtCore import Qt
+
+    from napari_microseg.gui.widgets.batch import BatchWidget
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a LocalCluster was started for 3 images")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    write_micrographs(tmp_path / "in", 3, size=64)
+    recipe = Recipe.for_model(tiny.name).save(tmp_path / "recipe.json")
+    w = BatchWidget(make_napari_viewer())
+    w.recipe.value, w.inputs.value, w.out.value = recipe, tmp_path / "in", tmp_path / "out"
+    assert w.workers.value == 2  # the default: still no cluster for 3 images
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.result is not None and w.run_button.enabled, timeout=120000)
+    assert w.result.count("ok") == 3 and w.result.info["mode"] == "in process"
+    report = (tmp_path / "out" / "report.html").resolve()
+    assert str(report) in w.report_path.text()
+    assert w.report_path.textInteractionFlags() & Qt.TextSelectableByMouse
+
+
+def test_batch_dock_pixel_size_policy_and_full_precision_value(
+    make_napari_viewer, qtbot, tiny, tmp_path
+):
+    import tifffile
+
+    from napari_microseg.gui.widgets.batch import BatchWidget
+
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "plain.tif", np.full((64, 64), 100, np.uint8))
+    recipe = Recipe.for_model(tiny.name).save(tmp_path / "recipe.json")
+    w = BatchWidget(make_napari_viewer())
+    w.recipe.value, w.inputs.value = recipe, tmp_path / "in"
+    assert {"metadata", "override", "allow_px"} <= set(w.policy.choices)
+
+    def run(out):
+        w.result = None
+        w.out.value = tmp_path / out
+        assert w.run() is not None
+        qtbot.waitUntil(lambda: w.result is not None and w.run_button.enabled, timeout=120000)
+        return w.result.results[0]
+
+    # the recipe's default policy: an uncalibrated image is an error, not a px result
+    res = run("a")
+    assert res.status == "error" and "no pixel size" in res.error
+    # a bad value is refused before anything runs
+    w.policy.value, w.pixel_size.value = "override", "abc"
+    assert w.run() is None and "not a number" in w.status.text()
+    w.pixel_size.value = "0.390625"
+    res = run("b")
+    assert res.status == "ok" and res.row["pixel_size_nm"] == 0.390625
+    saved = Recipe.load(tmp_path / "b" / "recipe.json")
+    assert saved.pixel_size.policy == "override" and saved.pixel_size.nm == 0.390625
+    w.policy.value, w.pixel_size.value = "allow_px", ""
+    res = run("c")
+    assert res.status == "ok" and res.row["unit"] == "px"

@@ -13,8 +13,10 @@ def register(sub) -> None:
         description="Segment and measure every INPUT (files, folders, glob patterns) with RECIPE "
         "(saved from the Predict or Measure dock, or by `microseg recipe`). Writes into --out, per "
         "image, NAME_labels.tif (+ .labels.json), NAME_objects.csv and NAME.record.json; for the "
-        "run, summary.csv, run.json and report.html. Images already done with the same recipe are "
-        "skipped (use --overwrite to redo). Exit code 1 when any image failed.",
+        "run, summary.csv, run.json and report.html (covering every image the folder holds for RECIPE). "
+        "Images already done with the same recipe, input content and calibration are skipped "
+        "(use --overwrite to redo). A folder holding another recipe's results, or in use by "
+        "another batch, is refused. Exit code 1 when any image failed.",
     )
     p.add_argument("recipe", help="recipe file (.json, .yaml)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="micrographs, folders or globs")
@@ -24,7 +26,8 @@ def register(sub) -> None:
         type=int,
         default=2,
         metavar="N",
-        help="local Dask worker processes (default 2; 0 = no Dask, this process)",
+        help="local Dask worker processes (default 2, at most the CPU cores; 0 or 1 = this "
+        "process, as are batches of at most 4 images to compute)",
     )
     p.add_argument(
         "--threads-per-worker",
@@ -38,7 +41,11 @@ def register(sub) -> None:
         metavar="URL",
         help="use a running Dask scheduler (tcp://HOST:PORT) instead of a local cluster",
     )
-    p.add_argument("--overwrite", action="store_true", help="redo images already done")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo images already done, and replace another recipe's results in --out",
+    )
     p.add_argument("--device", default="cpu", help="torch device in the workers (default cpu)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.set_defaults(func=run)
@@ -85,6 +92,11 @@ def run(args) -> int:
     print(
         f"{info['n_ok']} processed, {info['n_skipped']} skipped (already done), "
         f"{info['n_failed']} failed of {info['n_inputs']} in {info['wall_s']:.1f} s"
+        + (
+            f"; the folder holds {info['n_earlier']} more from earlier runs"
+            if info.get("n_earlier")
+            else ""
+        )
     )
     for r in result.failed:
         print(f"{r.image}: error: {r.error}", file=sys.stderr)

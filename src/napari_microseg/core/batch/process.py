@@ -10,8 +10,13 @@ For an image named ``NAME`` the outputs in ``out_dir`` are
 
 * ``NAME_labels.tif`` + ``NAME_labels.labels.json`` -- instance labels and classes;
 * ``NAME_objects.csv`` -- the per-object table (provenance header, ``counted`` column);
-* ``NAME.record.json`` -- status, recipe hash, summary row, timings; written last,
-  so its presence with a matching hash means the image is done.
+* ``NAME.record.json`` -- status, recipe hash, summary row, timings, and what
+  decides "already done": the input's size and SHA-256, the calibration from
+  its sidecar files, and the size and SHA-256 of every output. Written last.
+
+An image is done (:func:`finished`) only when its record says ``"ok"`` for the
+same recipe hash, the input's content and sidecar calibration are unchanged,
+and every output file still has the recorded size and SHA-256.
 
 Every file is written atomically. Errors never escape: they become a record
 with ``status = "error"`` (and are retried on the next run).
@@ -33,7 +38,10 @@ from ..errors import CalibrationError, MicrosegError
 from .recipe import Recipe, model_fingerprint
 
 RECORD_FORMAT = "napari-microseg-batch-image"
-RECORD_VERSION = 1
+#: Version 2 added the input's SHA-256, its sidecar calibration and the outputs' digests.
+RECORD_VERSION = 2
+#: Output files whose size and SHA-256 the record keeps.
+DIGESTED = ("labels", "sidecar", "objects")
 
 
 @dataclass
@@ -90,26 +98,69 @@ def output_paths(out_dir, name: str) -> dict[str, Path]:
     }
 
 
+def file_digest(path) -> dict:
+    """``{"size", "sha256"}`` of a file's bytes."""
+    from ..measure.export import file_sha256
+
+    return {"size": int(os.stat(path).st_size), "sha256": file_sha256(path)}
+
+
 def image_identity(path) -> dict:
-    """Size and modification time of an input file (a changed file is redone)."""
+    """Size, modification time and SHA-256 of an input file (a changed file is redone).
+
+    The content is hashed every time: a file rewritten with the same size and
+    time is still noticed (hashing is fast next to the network).
+    """
     st = os.stat(path)
-    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), **file_digest(path)}
+
+
+def calibration_key(path) -> dict:
+    """The calibration an image's sidecar files give (``<image>.microseg.json``, ``microseg.json``).
+
+    With the input's content (its own metadata) and the recipe (its pixel-size
+    policy) this decides the pixel size, so a sidecar added or changed later
+    makes the image "not done".
+    """
+    from ..reading import read_sidecar
+
+    try:
+        side = read_sidecar(Path(path))
+    except CalibrationError as e:
+        return {"error": str(e)}
+    return {"sidecar": None if side is None else side.to_dict()}
 
 
 def finished(recipe_hash: str, path, out_dir, name: str) -> ImageResult | None:
-    """The ``"skipped"`` result of an image already done with this recipe, else ``None``."""
+    """The ``"skipped"`` result of an image already done with this recipe, else ``None``.
+
+    Done means: a record of this version with status ``"ok"`` and ``recipe_hash``,
+    the same input content (SHA-256) and sidecar calibration, and every output
+    with its recorded size and SHA-256.
+    """
     import json
 
     paths = output_paths(out_dir, name)
     try:
         d = json.loads(paths["record"].read_text(encoding="utf-8"))
+        if d.get("version") != RECORD_VERSION:
+            return None
         res = ImageResult.from_dict(d)
-        same_input = d.get("input") == image_identity(path)
-    except (OSError, ValueError, TypeError):
-        return None
-    if res.status != "ok" or res.recipe_hash != recipe_hash or not same_input:
-        return None
-    if not all(paths[k].exists() for k in ("labels", "sidecar", "objects")):
+        if res.status != "ok" or res.recipe_hash != recipe_hash:
+            return None
+        recorded = d.get("input") or {}
+        if recorded.get("sha256") != file_digest(path)["sha256"]:
+            return None
+        if d.get("calibration") != calibration_key(path):
+            return None
+        digests = d.get("output_digests") or {}
+        for key in DIGESTED:
+            want = digests.get(key) or {}
+            if os.stat(paths[key]).st_size != want.get("size"):
+                return None
+            if file_digest(paths[key]) != want:
+                return None
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
     res.status = "skipped"
     return res
@@ -160,12 +211,18 @@ def labels_from_prediction(prediction, card, settings, pixel_size=None):
 
 
 def pixel_size_for(recipe: Recipe, mg) -> PixelSize:
-    """The image's pixel size under the recipe's policy (raises when it refuses the image)."""
+    """The image's pixel size under the recipe's policy (raises when it refuses the image).
+
+    Only policy ``"allow_px"`` accepts an uncalibrated image (measured in px);
+    ``"metadata"`` and ``"require"`` refuse it, ``"override"`` never meets one.
+    """
     ps = mg.pixel_size
-    if recipe.pixel_size.policy == "require" and not ps.calibrated:
+    if not ps.calibrated and recipe.pixel_size.policy != "allow_px":
+        name = Path(mg.path or "?").name
         raise CalibrationError(
-            f"{Path(mg.path or '?').name} has no pixel size and the recipe "
-            "requires calibrated images."
+            f"{name}: no pixel size and the recipe requires calibrated images (set one in "
+            f"{name}.microseg.json, or use pixel_size policy 'override' with nm, or "
+            "'allow_px' to measure in px)."
         )
     return ps
 
@@ -197,7 +254,8 @@ def load_recipe_model(recipe: Recipe, device: str = "cpu"):
 
     folder = find_model(recipe.model_name).folder
     weights = folder / WEIGHTS_FILE
-    stamp = tuple(image_identity(weights).values()) if weights.exists() else ()
+    st = weights.stat() if weights.exists() else None
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino) if st is not None else ()
     model, card = _load(str(folder), stamp, recipe.model.get("weights_sha256"), str(device))
     ids = [c["id"] for c in recipe.classes]
     if sorted(ids) != sorted(card.class_ids):
@@ -250,17 +308,20 @@ def process_image(
             return done
     t0 = time.perf_counter()
     timings = {}
+    ident = calib = digests = None
     try:
-        ident = image_identity(path)
+        # what decides "done" is taken before the image is read: a change meanwhile is redone
+        ident, calib = image_identity(path), calibration_key(path)
         row, outputs = _compute(recipe, path, paths, timings, device)
+        digests = {k: file_digest(paths[k]) for k in DIGESTED}
         res = ImageResult(str(path), name, "ok", None, row, outputs, timings, rhash)
     except Exception as e:  # a batch never stops for one image
-        ident = None
         msg = str(e) if isinstance(e, (MicrosegError, OSError)) else f"{type(e).__name__}: {e}"
         res = ImageResult(str(path), name, "error", msg or type(e).__name__, {}, {}, timings, rhash)
     res.timings["total"] = round(time.perf_counter() - t0, 4)
+    record = {**res.to_dict(), "input": ident, "calibration": calib, "output_digests": digests}
     try:
-        write_json_atomic(paths["record"], {**res.to_dict(), "input": ident})
+        write_json_atomic(paths["record"], record)
         res.outputs["record"] = str(paths["record"])
     except OSError as e:
         res.status, res.error = "error", f"cannot write {paths['record']}: {e}"
@@ -361,6 +422,8 @@ def summary_row(result, recipe: Recipe, mg) -> dict:
         "area_fraction": float(all_row["area_fraction"]),
         f"mean_equivalent_diameter_{u}": _float(all_row[f"mean_equivalent_diameter_{u}"]),
     }
+    if not ps.calibrated:
+        row["calibration_note"] = "measured in px: no pixel size (pixel_size policy allow_px)"
     if result.hardening is not None:
         row["hardening_rss_mpa"] = float(result.hardening.total_rss_mpa)
     for _, r in s[s["class_id"] >= 0].iterrows():

@@ -33,16 +33,17 @@ from ..atomic import atomic_path
 from ..classes import ClassTable
 from ..errors import LabelsError, MicrosegError
 from ..measure.pipeline import MeasureSettings
-from ..measure.statistics import EDGE_MODES
 from ..models.card import WEIGHTS_FILE, ModelError, check_tiling, valid_name
-from ..models.postprocess import INSTANCE_METHODS, SIZE_UNITS, PostprocessSettings
+from ..models.postprocess import PostprocessSettings
 
 #: Value of the recipe's ``format`` key.
 RECIPE_FORMAT = "napari-microseg-recipe"
 #: Newest recipe format this code reads (and the one it writes).
 RECIPE_VERSION = 1
-#: Pixel-size policies: trust the file, force one nm/px, or refuse uncalibrated images.
-PIXEL_POLICIES = ("metadata", "override", "require")
+#: Pixel-size policies: the file's calibration, uncalibrated images refused (``metadata``,
+#: the default, and its older name ``require``); one nm/px for every image (``override``);
+#: the file's calibration with uncalibrated images measured in px (``allow_px``, an opt-in).
+PIXEL_POLICIES = ("metadata", "require", "override", "allow_px")
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -67,9 +68,11 @@ class InferenceSettings:
 class PixelSizePolicy:
     """Where the pixel size comes from.
 
-    ``"metadata"``: the file's calibration (uncalibrated images are measured
-    in px); ``"override"``: ``nm`` for every image; ``"require"``: the file's
-    calibration, and an uncalibrated image is an error.
+    ``"metadata"`` (default) and ``"require"``: the file's calibration (its
+    metadata or a ``microseg.json`` sidecar); an uncalibrated image is an error
+    for that image, never a silent px result. ``"override"``: ``nm`` for every
+    image. ``"allow_px"``: the file's calibration, and uncalibrated images are
+    measured in px (the summary and the report say so).
     """
 
     policy: str = "metadata"
@@ -211,45 +214,33 @@ class Recipe:
             bad(f"inference.tta {i.tta!r} must be true or false.")
 
     def _validate_postprocess(self, bad) -> None:
+        """Delegate to :meth:`PostprocessSettings.validate`, then check class ids against the table."""
+        from ..bounds import SettingsError
+
         s = self.postprocess
+        try:
+            s.validate(where="postprocess")
+        except SettingsError as e:
+            bad(str(e))
         t = s.thresholds
-        values = list(t.values()) if isinstance(t, dict) else (t if isinstance(t, list) else [t])
-        if not values or not all(_number(v) and 0.0 <= v <= 1.0 for v in values):
-            bad(f"postprocess.thresholds {t!r} must be probabilities in [0, 1].")
         if isinstance(t, dict):
             ids = {str(c["id"]) for c in self.classes if isinstance(c, dict)}
             unknown = [k for k in t if str(k) not in ids]
             if unknown:
                 bad(f"postprocess.thresholds names unknown class ids {unknown}.")
+        elif not isinstance(t, (int, float, list)):
+            bad(f"postprocess.thresholds {t!r} must be a number, a list or a mapping.")
         if isinstance(t, list) and len(t) != len(self.classes):
             bad(f"postprocess.thresholds lists {len(t)} values for {len(self.classes)} classes.")
-        if s.min_size_unit not in SIZE_UNITS:
-            bad(
-                f"postprocess.min_size_unit {s.min_size_unit!r} is not one of {', '.join(SIZE_UNITS)}."
-            )
-        if s.instances not in INSTANCE_METHODS:
-            bad(
-                f"postprocess.instances {s.instances!r} is not one of {', '.join(INSTANCE_METHODS)}."
-            )
-        for key in ("min_size", "smooth_sigma"):
-            if not (_number(getattr(s, key)) and getattr(s, key) >= 0):
-                bad(f"postprocess.{key} {getattr(s, key)!r} must be a number >= 0.")
-        for key in ("open_radius", "close_radius", "min_distance"):
-            if not (isinstance(getattr(s, key), int) and getattr(s, key) >= 0):
-                bad(f"postprocess.{key} {getattr(s, key)!r} must be an integer >= 0.")
-        if not isinstance(s.fill_holes, bool):
-            bad(f"postprocess.fill_holes {s.fill_holes!r} must be true or false.")
 
     def _validate_measure(self, bad) -> None:
-        m = self.measure
-        if m.edges not in EDGE_MODES:
-            bad(f"measure.edges {m.edges!r} is not one of {', '.join(EDGE_MODES)}.")
-        if not (_number(m.guard) and m.guard >= 0):
-            bad(f"measure.guard {m.guard!r} must be a number >= 0.")
-        if m.thickness_nm is not None and not _positive(m.thickness_nm):
-            bad(f"measure.thickness_nm {m.thickness_nm!r} must be > 0 or null.")
-        if not (isinstance(m.bins, int) and m.bins >= 2):
-            bad(f"measure.bins {m.bins!r} must be an integer >= 2.")
+        """Delegate to :meth:`MeasureSettings.validate`."""
+        from ..bounds import SettingsError
+
+        try:
+            self.measure.validate(where="measure")
+        except SettingsError as e:
+            bad(str(e))
 
     # -- (de)serialisation -----------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """The batch report: ``report.html`` with PNG plots beside it.
 
-It holds the run (counts, wall time, cluster), totals per class (pooled
+It covers every image the output folder holds for the recipe (this run's and
+earlier runs', :attr:`BatchRun.all_results`). It holds the run (counts, wall
+time, cluster), the images measured in px (policy ``allow_px``), totals per class (pooled
 densities over the analysed area of every image), a size histogram per class
 (counted objects of all images), the density of every image, the failed
 images with their errors, the per-image table, and the recipe with its hash
@@ -169,7 +171,7 @@ def write_report(run, recipe) -> Path:
     out = Path(run.out_dir)
     folder = out / PLOT_DIR
     folder.mkdir(exist_ok=True)
-    results, info = run.results, run.info
+    results, info = getattr(run, "all_results", run.results), run.info
     hists = histogram_plots(pooled_objects(results), recipe, folder)
     dens = density_plot(results, folder)
     failed = [r for r in results if r.status == "error"]
@@ -178,11 +180,25 @@ def write_report(run, recipe) -> Path:
         columns=[c for c in rows if c.startswith(("density_per_px2[", "density_per_um2["))]
     )
     state = "cancelled before every image was done" if info.get("cancelled") else "complete"
+    in_px = [r for r in results if r.status != "error" and r.row.get("unit") == "px"]
+    earlier = info.get("n_earlier", 0)
     parts = [
         f"<h1>napari-microseg batch report</h1><p>Run {escape(state)}: "
         f"{info.get('n_ok', 0)} processed, {info.get('n_skipped', 0)} already done (skipped), "
         f"<b>{info.get('n_failed', 0)} failed</b> of {info.get('n_inputs', len(results))} images "
         f"in {info.get('wall_s', 0):.1f} s. Recipe hash <code>{escape(info.get('recipe_hash', ''))}</code>.</p>",
+        f"<p>This report covers all {len(results)} images the folder holds for this recipe"
+        + (f", {earlier} of them from earlier runs" if earlier else "")
+        + ".</p>",
+        (
+            f"<p><b>{len(in_px)} image(s) measured in px</b> (no pixel size; pixel_size "
+            "policy allow_px): their sizes and densities are per px and left out of the "
+            f"pooled densities: {escape(', '.join(r.name for r in in_px[:50]))}"
+            + (" …" if len(in_px) > 50 else "")
+            + "</p>"
+        )
+        if in_px
+        else "",
         "<h2>Totals</h2>",
         _table(totals(results, recipe)),
         "<p>Pooled density: objects counted in calibrated images over their analysed area.</p>",

@@ -2,7 +2,9 @@
 
 The work is :func:`napari_microseg.core.batch.runner.batch_steps` (what
 ``microseg batch`` runs) in a worker thread; the Dask workers are separate
-processes, so napari stays responsive. :func:`save_recipe_dialog` is the
+processes, so napari stays responsive (a small batch runs in that thread at
+once, without starting a cluster). The pixel-size policy and value chosen
+here replace the recipe's (the recipe saved in the output folder says so). :func:`save_recipe_dialog` is the
 "Save recipe…" action of the Predict and Measure docks.
 """
 
@@ -11,8 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, PushButton, SpinBox
-from qtpy.QtCore import QTimer
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from ...core.errors import MicrosegError
@@ -22,6 +32,8 @@ if TYPE_CHECKING:
     import napari
 
 RECIPE_FILTER = "napari-microseg recipe (*.json *.yaml *.yml)"
+#: First entry of the pixel-size policy choice: keep the recipe's policy.
+FROM_RECIPE = "as in the recipe"
 
 
 def save_recipe_dialog(parent, make_recipe) -> Path | None:
@@ -59,10 +71,26 @@ class BatchWidget(QWidget):
         self.inputs = FileEdit(label="input folder", mode="d")
         self.pattern = LineEdit(label="files (glob)", value="*")
         self.out = FileEdit(label="output folder", mode="d")
-        self.workers = SpinBox(label="worker processes (0 = here)", min=0, max=256, value=2)
+        self.workers = SpinBox(
+            label="worker processes (0, 1 or ≤ 4 images = here)", min=0, max=256, value=2
+        )
         self.threads = SpinBox(label="threads per worker", min=1, max=64, value=1)
         self.scheduler = LineEdit(label="scheduler (tcp://…, empty = local)", value="")
-        self.overwrite = CheckBox(text="redo images already done", value=False)
+        self.overwrite = CheckBox(
+            text="redo images already done (and replace another recipe's results)", value=False
+        )
+        from ...core.batch import PIXEL_POLICIES
+
+        self.policy = ComboBox(
+            label="pixel size policy",
+            choices=(FROM_RECIPE, *[p for p in PIXEL_POLICIES if p != "require"]),
+            value=FROM_RECIPE,
+            tooltip="metadata: the file's calibration, an uncalibrated image is an error; "
+            "override: the pixel size below for every image; allow_px: measure "
+            "uncalibrated images in px",
+        )
+        self.pixel_size = LineEdit(label="pixel size (nm/px, for override)", value="")
+        self.pixel_size.tooltip = "Full precision, e.g. 0.390625; used with policy override."
         self.run_button = PushButton(text="Run batch")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.params = Container(
@@ -75,6 +103,8 @@ class BatchWidget(QWidget):
                 self.threads,
                 self.scheduler,
                 self.overwrite,
+                self.policy,
+                self.pixel_size,
                 self.run_button,
                 self.cancel_button,
             ]
@@ -89,8 +119,12 @@ class BatchWidget(QWidget):
         )
         self.status.setWordWrap(True)
         self.status.setOpenExternalLinks(True)
+        # the report's full path, selectable: the link above may have no browser to open
+        self.report_path = QLabel("")
+        self.report_path.setWordWrap(True)
+        self.report_path.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout = QVBoxLayout(self)
-        for w in (self.params.native, self.bar, self.status):
+        for w in (self.params.native, self.bar, self.status, self.report_path):
             layout.addWidget(w)
         layout.addStretch()
         self._timer = QTimer(self)
@@ -106,20 +140,52 @@ class BatchWidget(QWidget):
             raise MicrosegError("Choose an input folder.")
         return [str(folder)] if pattern == "*" else [str(folder / pattern)]
 
+    def _with_pixel_policy(self, recipe):
+        """``recipe`` with the dock's pixel-size policy and value, when one is chosen."""
+        from ...core.batch import PixelSizePolicy, Recipe
+
+        policy, text = self.policy.value, self.pixel_size.value.strip()
+        if policy == FROM_RECIPE and not text:
+            return recipe
+        if policy == FROM_RECIPE:
+            policy = "override"
+        nm = None
+        if policy == "override":
+            try:
+                nm = float(text)
+            except ValueError:
+                raise MicrosegError(
+                    f"pixel size {text!r} is not a number; give nm/px, e.g. 0.390625."
+                ) from None
+            if not (nm > 0 and nm < float("inf")):
+                raise MicrosegError(f"pixel size {text!r} must be a positive number of nm/px.")
+        elif text:
+            raise MicrosegError(
+                f"the pixel size is only used with policy 'override' (policy is {policy!r}); "
+                "clear it or choose override."
+            )
+        out = Recipe.from_dict(recipe.to_dict())
+        out.pixel_size = PixelSizePolicy(policy, nm)
+        out.provenance = {**out.provenance, "pixel_size_from": "Batch dock"}
+        out.validate()
+        return out
+
     def run(self, *_):
         """Start the batch in a worker; returns the worker (``None`` when inputs are missing)."""
         from napari.utils.notifications import show_error
 
         from ...core.batch import Recipe, collect_inputs
+        from ...core.batch.folder import check_scheduler
         from ...core.batch.runner import batch_steps
 
         try:
             if not self.recipe.value or not Path(self.recipe.value).is_file():
                 raise MicrosegError("Choose a recipe file.")
-            recipe = Recipe.load(self.recipe.value)
+            recipe = self._with_pixel_policy(Recipe.load(self.recipe.value))
             out = Path(self.out.value)
             if not str(self.out.value).strip() or str(self.out.value) == ".":
                 raise MicrosegError("Choose an output folder.")
+            check_scheduler(self.scheduler.value)
             paths = collect_inputs(self._inputs(), exclude=out)
             if not paths:
                 raise MicrosegError(f"No supported images in {self.inputs.value}.")
@@ -133,6 +199,7 @@ class BatchWidget(QWidget):
         self.bar.setFormat("%v / %m images")
         self.bar.setValue(0)
         self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.report_path.setText("")
         self.status.setText(f"Running {len(paths)} images with recipe {recipe.recipe_hash()[:12]}…")
 
         def job():
@@ -192,6 +259,8 @@ class BatchWidget(QWidget):
             + (" (cancelled)" if i["cancelled"] else "")
             + (f'. <a href="{report}">Open the report</a>' if report else "")
         )
+        if run.report is not None:
+            self.report_path.setText(f"Report: {run.report.resolve()}")
 
     def _on_finished(self):
         self._timer.stop()
