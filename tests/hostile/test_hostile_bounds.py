@@ -274,3 +274,18 @@ def test_largest_radii_are_exact_and_cheap():
     postprocess(prob, settings=PostprocessSettings(open_radius=64, close_radius=64,
                                                    smooth_sigma=50.0, fill_holes=True))
     assert time.perf_counter() - t0 < 10  # was ~50 s per class with a 129 x 129 disk
+
+
+
+@pytest.mark.parametrize(
+    "tile, halo, field, allowed",
+    [(10**6, 8, "tile", "[8, 16384]"), (256, 10**5, "halo", "[0, 4096]"), (4, 0, "tile", "[8, 16384]")],
+)
+def test_recipe_inference_uses_the_predict_bounds(tmp_path, tile, halo, field, allowed):
+    d = _recipe_dict("inference", "tile", tile)
+    d["inference"]["halo"] = halo
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(RecipeError) as e:
+        Recipe.load(path)
+    assert f"inference.{field}" in str(e.value) and allowed in str(e.value), str(e.value)

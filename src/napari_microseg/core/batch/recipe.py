@@ -200,11 +200,15 @@ class Recipe:
             bad(f"pixel_size.nm is only used with policy 'override' (policy is {p.policy!r}).")
 
     def _validate_inference(self, bad) -> None:
+        """The same tile/halo bounds as ``microseg predict`` and the Predict dock (null: the card's)."""
+        from ..bounds import SettingsError
+        from ..models.inference import check_inference_args
+
         i = self.inference
-        if i.tile is not None and (not isinstance(i.tile, int) or i.tile < 8):
-            bad(f"inference.tile {i.tile!r} must be an integer >= 8 or null (the card's).")
-        if i.halo is not None and (not isinstance(i.halo, int) or i.halo < 0):
-            bad(f"inference.halo {i.halo!r} must be an integer >= 0 or null (the card's).")
+        try:
+            check_inference_args(i.tile, i.halo)
+        except SettingsError as e:
+            bad(str(e))
         if i.tile is not None and i.halo is not None:
             try:
                 check_tiling(i.tile, i.halo, "inference")
