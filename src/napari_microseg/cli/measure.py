@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from ..core.calibration import PixelSize
 from ..core.classes import ClassTable
 from ..core.errors import LabelsError, MicrosegError
-from ..core.labels_io import read_labels
+from ..core.labels_io import read_labels, warn_if_pixel_sizes_differ
 from ..core.measure import (
     EDGE_MODES,
     MeasureSettings,
@@ -19,6 +20,7 @@ from ..core.measure import (
     make_provenance,
     measure_image,
 )
+from ..core.output_paths import check_outputs
 from ..core.reading import read_micrograph
 
 
@@ -67,15 +69,20 @@ def _load_classes(path, rec):
     if path is None:
         return classes, inst
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(Path(path).read_bytes().decode("utf-8"))
     except (OSError, ValueError) as e:
         raise LabelsError(f"Cannot read the class file {path}: {e}") from e
-    if isinstance(doc, dict):
-        classes = ClassTable.from_list(doc.get("classes", []))
-        if "instance_classes" in doc:
-            inst = {int(k): int(v) for k, v in doc["instance_classes"].items()}
-    else:
-        classes = ClassTable.from_list(doc)
+    try:
+        if isinstance(doc, dict):
+            classes = ClassTable.from_list(doc.get("classes") or [])
+            if "instance_classes" in doc:
+                inst = {int(k): int(v) for k, v in doc["instance_classes"].items()}
+        elif isinstance(doc, list):
+            classes = ClassTable.from_list(doc)
+        else:
+            raise TypeError(f"expected a list or an object, got {type(doc).__name__}")
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise LabelsError(f"The class file {path} is malformed: {e}") from e
     return classes, inst
 
 
@@ -83,12 +90,26 @@ def _pixel_size(args, mg, rec) -> PixelSize:
     if args.pixel_size is not None:
         return PixelSize.isotropic(args.pixel_size, "user", "--pixel-size")
     if mg.pixel_size.calibrated:
+        warn_if_pixel_sizes_differ(mg.pixel_size, rec.pixel_size, f"the image {Path(args.image).name}",
+                                   f"the labels {Path(args.labels).name}")
         return mg.pixel_size
     return rec.pixel_size
 
 
+def _planned_outputs(args) -> list[tuple[str, Path]]:
+    """Every file :func:`run` will write (``.csv`` tables beyond the first go beside it)."""
+    out = Path(args.out)
+    if args.summary:
+        return [("--out", out), ("--summary", Path(args.summary))]
+    planned = [("--out", out)]
+    if out.suffix.lower() == ".csv":
+        planned.append(("--out", out.with_name(f"{out.stem}_summary.csv")))
+    return planned
+
+
 def run(args) -> int:
     """Measure, write the tables and print a short summary."""
+    check_outputs([args.image, args.labels, args.classes], _planned_outputs(args))
     mg = read_micrograph(args.image, pixel_size_nm=args.pixel_size, as_grey=True)
     rec = read_labels(args.labels)
     image = np.asarray(mg.data)
@@ -130,15 +151,25 @@ def run(args) -> int:
     out = Path(args.out)
     written = []
     if args.summary:
-        written += export_tables(out, tables, prov)
-        written += export_tables(Path(args.summary), {"summary": summary}, prov)
+        written += _export(out, tables, prov)
+        written += _export(Path(args.summary), {"summary": summary}, prov)
     else:
         tables["summary"] = summary
         if args.thickness_nm is not None and out.suffix.lower() != ".csv":
             tables["hardening"] = hard.per_class
-        written += export_tables(out, tables, prov)
+        written += _export(out, tables, prov)
     _print_summary(summary, ps, counting, args, written, hard)
     return 0
+
+
+def _export(path: Path, tables, prov) -> list[Path]:
+    """:func:`export_tables` with a rows-written progress bar on stderr (on a terminal only)."""
+    from tqdm import tqdm
+
+    total = sum(len(t) for t in tables.values())
+    with tqdm(total=total, unit="row", desc=f"writing {path.name}", file=sys.stderr,
+              disable=None, leave=False, mininterval=0.5) as bar:
+        return export_tables(path, tables, prov, progress=bar.update)
 
 
 def _print_summary(summary, ps, counting, args, written, hard) -> None:

@@ -6,22 +6,33 @@ given, settings, UTC time) and, per table, its column dtypes and ``attrs`` so
 that the readers return a DataFrame equal to the one written.
 
 * **CSV** holds one table. Leading ``# key: json-value`` comment lines carry
-  the provenance, then ``# _table: name``, ``# _dtypes: {...}`` and
-  ``# _attrs: {...}``.
+  the provenance, then ``# _table: name``, ``# _dtypes: {...}``,
+  ``# _attrs: {...}`` and ``# _rows: N``.
 * **XLSX** has one sheet per table plus a ``provenance`` sheet of
   ``key | json-value`` rows (per-table dtypes and attrs under ``_tables``).
   Cells hold numbers as Excel shows them (16 significant digits); the few
   floats that need a 17th digit are also kept, exactly, in a hidden sheet.
 * **JSON** is ``{"provenance": {...}, "tables": {name: {"columns", "dtypes",
-  "attrs", "data"}}}`` with non-finite floats written as ``null`` / ``"inf"``.
+  "attrs", "rows", "data"}}}`` with non-finite floats written as ``null`` / ``"inf"``.
+
+Every file is written atomically (:func:`~napari_microseg.core.atomic.atomic_path`:
+complete, or absent / its previous version after a failure) and streamed
+(CSV and JSON a chunk of rows at a time, XLSX in openpyxl's write-only mode),
+so memory does not grow with the table. Each table records its row count; the
+readers raise :class:`~napari_microseg.core.errors.CorruptFileError` for a
+file that holds fewer rows (or, for CSV, ends inside a row), e.g. a copy cut
+short.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
-import io
 import json
 import math
+import os
+import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +41,9 @@ import numpy as np
 import pandas as pd
 
 from ... import __version__
+from ..atomic import atomic_path
 from ..calibration import PixelSize
-from ..errors import MicrosegError
+from ..errors import CorruptFileError, MicrosegError
 
 _META_PREFIX = "_"
 _STR_DTYPES = ("str", "string")
@@ -39,6 +51,9 @@ _STR_DTYPES = ("str", "string")
 _EXACT_SHEET = "_exact_floats"
 # pandas < 3 parses floats with a fast but not always round-trip converter
 _ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+#: Rows converted and written at a time by the CSV and JSON writers (bounded memory).
+CHUNK_ROWS = 20_000
+_XLSX_PROGRESS_ROWS = 5_000
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
@@ -160,22 +175,74 @@ def _check_table(df: pd.DataFrame):
 # --- CSV ---------------------------------------------------------------------
 
 
-def write_csv(path, table: pd.DataFrame, provenance: Mapping, *, name: str = "objects") -> Path:
-    """Write one table as CSV preceded by ``# key: json-value`` provenance lines."""
-    _check_table(table)
-    path = Path(path)
-    lines = [
-        f"# {k}: {json.dumps(_jsonable(v), ensure_ascii=False)}" for k, v in provenance.items()
-    ]
+def _csv_header(table: pd.DataFrame, provenance: Mapping, name: str) -> str:
+    """The ``# key: json-value`` lines that precede a CSV table, newline-terminated."""
     for k in provenance:
         if str(k).startswith(_META_PREFIX) or ":" in str(k) or "\n" in str(k):
             raise MicrosegError(f"Provenance key {k!r} may not start with '_' or contain ':'.")
+    lines = [
+        f"# {k}: {json.dumps(_jsonable(v), ensure_ascii=False)}" for k, v in provenance.items()
+    ]
     lines.append(f"# _table: {json.dumps(name)}")
     lines.append(f"# _dtypes: {json.dumps(_dtypes(table))}")
     lines.append(f"# _attrs: {json.dumps(_jsonable(table.attrs), ensure_ascii=False)}")
-    body = table.to_csv(index=False, lineterminator="\n", float_format=None)
-    path.write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
+    lines.append(f"# _rows: {len(table)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(
+    path, table: pd.DataFrame, provenance: Mapping, *, name: str = "objects", progress=None
+) -> Path:
+    """Write one table as CSV preceded by ``# key: json-value`` provenance lines.
+
+    The file is written atomically (complete or absent, see
+    :func:`~napari_microseg.core.atomic.atomic_path`), :data:`CHUNK_ROWS` rows
+    at a time, and records its row count (``# _rows: N``) so that
+    :func:`read_csv` recognises a copy that was cut short. ``progress(n)``, when
+    given, is called with the number of rows just written.
+    """
+    _check_table(table)
+    path = Path(path)
+    header = _csv_header(table, provenance, name)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(header)
+        for start in range(0, max(len(table), 1), CHUNK_ROWS):
+            chunk = table.iloc[start : start + CHUNK_ROWS]
+            chunk.to_csv(f, index=False, header=start == 0, lineterminator="\n")
+            if progress is not None:
+                progress(len(chunk))
     return path
+
+
+def _read_csv_header(f, path) -> tuple[dict, dict]:
+    """Parse the ``# `` lines at the start of binary file ``f``; leave ``f`` after them."""
+    prov, meta = {}, {}
+    n = 0
+    while True:
+        pos = f.tell()
+        raw = f.readline()
+        if not raw.startswith(b"# "):
+            f.seek(pos)
+            return prov, meta
+        n += 1
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            key, sep, val = line[2:].partition(": ")
+            if not sep:
+                raise ValueError("no ': '")
+            (meta if key.startswith(_META_PREFIX) else prov)[key] = json.loads(val)
+        except ValueError as e:
+            raise CorruptFileError(
+                f"{Path(path).name}: malformed header line {n}: {raw[:80]!r}; "
+                "export the table again."
+            ) from e
+
+
+def _truncated(path, got: int, rows: int) -> CorruptFileError:
+    return CorruptFileError(
+        f"{Path(path).name} is truncated: it holds {got} of its {rows} rows (the write did not "
+        "finish, e.g. a full disk); export the table again."
+    )
 
 
 def read_csv(path) -> tuple[pd.DataFrame, dict]:
@@ -183,34 +250,56 @@ def read_csv(path) -> tuple[pd.DataFrame, dict]:
 
     ``table.attrs`` is restored and ``table.attrs["_table"]`` is not set; the
     table's name is in the returned provenance only if it was there.
+
+    Raises
+    ------
+    CorruptFileError
+        When the file holds fewer rows than its ``# _rows:`` line says, ends in
+        the middle of a row, or cannot be parsed (a file cut short).
     """
-    text = Path(path).read_text(encoding="utf-8")
-    prov, meta = {}, {}
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines) and lines[i].startswith("# "):
-        key, sep, val = lines[i][2:].partition(": ")
-        if not sep:
-            raise MicrosegError(f"{path}: malformed header line {i + 1}: {lines[i]!r}")
-        (meta if key.startswith(_META_PREFIX) else prov)[key] = json.loads(val)
-        i += 1
-    dtypes = meta.get("_dtypes")
-    if dtypes is None:
-        raise MicrosegError(f"{path}: not a napari-microseg table (no '# _dtypes:' header line).")
-    body = "\n".join(lines[i:])
-    str_cols = [c for c, t in dtypes.items() if t == "object" or t in _STR_DTYPES]
-    df = (
-        pd.read_csv(
-            io.StringIO(body),
-            dtype={c: str for c in str_cols},
-            keep_default_na=False,
-            na_values={c: [""] for c in dtypes if c not in str_cols},
-            **_ROUND_TRIP,
-        )
-        if dtypes
-        else pd.DataFrame()
-    )
+    with open(path, "rb") as f:
+        prov, meta = _read_csv_header(f, path)
+        dtypes = meta.get("_dtypes")
+        if dtypes is None:
+            raise MicrosegError(
+                f"{path}: not a napari-microseg table (no '# _dtypes:' header line)."
+            )
+        rows = meta.get("_rows")
+        body_at = f.tell()
+        size = f.seek(0, 2)
+        if rows is not None and size > body_at:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":  # every row ends with a newline: cut inside a row
+                raise _truncated(path, max(rows - 1, 0), rows)
+        f.seek(body_at)
+        str_cols = [c for c, t in dtypes.items() if t == "object" or t in _STR_DTYPES]
+        try:
+            df = (
+                pd.read_csv(
+                    f,
+                    encoding="utf-8",
+                    dtype={c: str for c in str_cols},
+                    keep_default_na=False,
+                    na_values={c: [""] for c in dtypes if c not in str_cols},
+                    **_ROUND_TRIP,
+                )
+                if dtypes
+                else pd.DataFrame()
+            )
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            if rows is not None:
+                raise CorruptFileError(
+                    f"{Path(path).name}: the table cannot be parsed ({_first_line(e)}); it may "
+                    "be truncated or damaged, export it again."
+                ) from e
+            raise
+    if rows is not None and len(df) != int(rows):
+        raise _truncated(path, len(df), int(rows))
     return _restore(df, dtypes, meta.get("_attrs", {})), prov
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 # --- JSON --------------------------------------------------------------------
@@ -222,20 +311,43 @@ def _enc_float(v):
     return v
 
 
-def write_json(path, tables: Mapping[str, pd.DataFrame], provenance: Mapping) -> Path:
-    """Write tables and provenance to one JSON file."""
-    out = {"provenance": _jsonable(provenance), "tables": {}}
-    for name, df in tables.items():
+def write_json(
+    path, tables: Mapping[str, pd.DataFrame], provenance: Mapping, *, progress=None
+) -> Path:
+    """Write tables and provenance to one JSON file.
+
+    The file is written atomically, :data:`CHUNK_ROWS` rows at a time; each
+    table records its row count (``"rows"``), which :func:`read_json` checks.
+    ``progress(n)``, when given, is called with the number of rows just written.
+    """
+    for df in tables.values():
         _check_table(df)
-        rows = [[_enc_float(v) for v in _jsonable(r)] for r in df.itertuples(index=False)]
-        out["tables"][name] = {
-            "columns": [str(c) for c in df.columns],
-            "dtypes": _dtypes(df),
-            "attrs": _jsonable(df.attrs),
-            "data": rows,
-        }
     path = Path(path)
-    path.write_text(json.dumps(out, ensure_ascii=False, allow_nan=False, indent=1), "utf-8")
+
+    def dumps(obj, **kw):
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, **kw)
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write('{\n "provenance": ' + dumps(_jsonable(provenance), indent=1) + ',\n "tables": {')
+        for i, (name, df) in enumerate(tables.items()):
+            head = {
+                "columns": [str(c) for c in df.columns],
+                "dtypes": _dtypes(df),
+                "attrs": _jsonable(df.attrs),
+                "rows": len(df),
+            }
+            f.write(("," if i else "") + "\n  " + dumps(str(name)) + ": ")
+            f.write(dumps(head)[:-1] + ', "data": [')
+            for start in range(0, len(df), CHUNK_ROWS):
+                rows = [
+                    dumps([_enc_float(v) for v in _jsonable(r)])
+                    for r in df.iloc[start : start + CHUNK_ROWS].itertuples(index=False)
+                ]
+                f.write(("," if start else "") + "\n   " + ",\n   ".join(rows))
+                if progress is not None:
+                    progress(len(rows))
+            f.write("\n  ]}")
+        f.write("\n }\n}\n")
     return path
 
 
@@ -246,6 +358,8 @@ def read_json(path) -> tuple[dict[str, pd.DataFrame], dict]:
         tables = {}
         for name, t in doc["tables"].items():
             dtypes = t["dtypes"]
+            if "rows" in t and len(t["data"]) != int(t["rows"]):
+                raise _truncated(path, len(t["data"]), int(t["rows"]))
             df = pd.DataFrame(t["data"], columns=t["columns"], dtype=object)
             for col, typ in dtypes.items():
                 if typ.startswith(("float", "int")):
@@ -266,27 +380,70 @@ def _cell(v):
     return v
 
 
-def write_xlsx(path, tables: Mapping[str, pd.DataFrame], provenance: Mapping) -> Path:
-    """Write one sheet per table and a ``provenance`` sheet (openpyxl, full float precision)."""
+def write_xlsx(
+    path, tables: Mapping[str, pd.DataFrame], provenance: Mapping, *, progress=None
+) -> Path:
+    """Write one sheet per table and a ``provenance`` sheet (openpyxl, full float precision).
+
+    The workbook is streamed (openpyxl's write-only mode: memory does not grow
+    with the number of rows) and written atomically; each table's row count is
+    recorded under ``_tables`` and checked by :func:`read_xlsx`. ``progress(n)``,
+    when given, is called with the number of rows just written.
+    """
     from openpyxl import Workbook
 
     if "provenance" in tables or _EXACT_SHEET in tables:
         raise MicrosegError(f"'provenance' and {_EXACT_SHEET!r} are reserved sheet names.")
-    wb = Workbook()
-    wb.remove(wb.active)
+    for df in tables.values():
+        _check_table(df)
+    path = Path(path)
+    wb = Workbook(write_only=True)
+    try:
+        _fill_workbook(wb, tables, provenance, progress)
+        with atomic_path(path) as tmp:
+            _save_workbook(wb, tmp)
+        return path
+    except Exception as e:
+        err = e
+    # A failure (e.g. a full disk, here or in openpyxl's temporary folder) leaves
+    # half-written XML streams, an open zip entry and temporary sheet files behind,
+    # which would print "Exception ignored" tracebacks when garbage-collected:
+    # close and remove them quietly, then raise the error alone.
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _: None
+    try:
+        chained = err
+        while chained is not None:  # drop the frames that hold openpyxl's open streams
+            chained.__traceback__ = None
+            chained = chained.__context__ or chained.__cause__
+        _discard_workbook(wb)
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    raise err
+
+
+def _fill_workbook(wb, tables, provenance, progress) -> None:
+    """Append every table, the exact-float sheet and the provenance sheet to ``wb``."""
     meta, exact = {}, []
     for name, df in tables.items():
-        _check_table(df)
-        meta[name] = {"dtypes": _dtypes(df), "attrs": _jsonable(df.attrs)}
+        meta[name] = {"dtypes": _dtypes(df), "attrs": _jsonable(df.attrs), "rows": len(df)}
         ws = wb.create_sheet(str(name))
         ws.append([str(c) for c in df.columns])
+        # only float and object columns can hold floats that need a 17th digit
+        check = [j for j, t in enumerate(df.dtypes) if t.kind in "fO"]
         for i, row in enumerate(df.itertuples(index=False)):
             cells = [_cell(v) for v in row]
             ws.append(cells)
-            for j, v in enumerate(cells):
+            for j in check:
+                v = cells[j]
                 # openpyxl writes floats with 16 significant digits; keep the rest aside
                 if isinstance(v, float) and float(f"{v:.16g}") != v:
                     exact.append([str(name), i, j, repr(v)])
+            if progress is not None and (i + 1) % _XLSX_PROGRESS_ROWS == 0:
+                progress(_XLSX_PROGRESS_ROWS)
+        if progress is not None and len(df) % _XLSX_PROGRESS_ROWS:
+            progress(len(df) % _XLSX_PROGRESS_ROWS)
     ws = wb.create_sheet(_EXACT_SHEET)
     ws.sheet_state = "hidden"
     ws.append(["table", "row", "column", "value"])
@@ -297,9 +454,37 @@ def write_xlsx(path, tables: Mapping[str, pd.DataFrame], provenance: Mapping) ->
     for k, v in provenance.items():
         ws.append([str(k), json.dumps(_jsonable(v), ensure_ascii=False)])
     ws.append(["_tables", json.dumps(meta, ensure_ascii=False)])
-    path = Path(path)
-    wb.save(path)
-    return path
+
+
+def _save_workbook(wb, tmp) -> None:
+    """Save a write-only workbook to ``tmp``, as ``Workbook.save`` does."""
+    from zipfile import ZIP_DEFLATED, ZipFile
+
+    from openpyxl.writer.excel import ExcelWriter
+
+    f = open(tmp, "wb")
+    archive = None
+    try:
+        archive = ZipFile(f, "w", ZIP_DEFLATED, allowZip64=True)
+        ExcelWriter(wb, archive).save()
+    except BaseException:
+        if archive is not None:
+            archive.fp = None  # the file is discarded: write no zip directory on close
+        with contextlib.suppress(Exception):
+            f.close()
+        raise
+    f.close()
+
+
+def _discard_workbook(wb) -> None:
+    """Close a failed write-only workbook's sheet streams and delete their temporary files."""
+    for ws in wb.worksheets:
+        writer = getattr(ws, "_writer", None)
+        for gen in (getattr(ws, "_rows", None), getattr(writer, "xf", None)):
+            with contextlib.suppress(Exception):
+                gen.close()
+        with contextlib.suppress(Exception):
+            os.remove(writer.out)
 
 
 def read_xlsx(path) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -326,9 +511,13 @@ def read_xlsx(path) -> tuple[dict[str, pd.DataFrame], dict]:
         tables = {}
         for name, m in meta.items():
             rows = [list(r) for r in list(wb[name].values)[1:]]
+            if "rows" in m and len(rows) != int(m["rows"]):
+                raise _truncated(path, len(rows), int(m["rows"]))
+            cols = list(m["dtypes"])
+            for r in rows:  # a streamed sheet leaves out trailing empty cells
+                r.extend([None] * (len(cols) - len(r)))
             for i, j, v in exact.get(name, []):
                 rows[i][j] = v
-            cols = list(m["dtypes"])
             df = pd.DataFrame(rows, columns=cols, dtype=object)
             for col, typ in m["dtypes"].items():
                 if typ.startswith(("float", "int")):
@@ -346,23 +535,28 @@ def _missing(v) -> bool:
 # --- dispatch ----------------------------------------------------------------
 
 
-def export_tables(path, tables: Mapping[str, pd.DataFrame], provenance: Mapping) -> list[Path]:
+def export_tables(
+    path, tables: Mapping[str, pd.DataFrame], provenance: Mapping, *, progress=None
+) -> list[Path]:
     """Write ``tables`` to ``path`` by its suffix (.csv, .xlsx, .json).
 
     A ``.csv`` path holds the first table; each further table goes to
-    ``<stem>_<name>.csv`` beside it. Returns the files written.
+    ``<stem>_<name>.csv`` beside it. Every file is written atomically: after a
+    failure (full disk, ...) it is absent or still its previous version, never
+    cut short. ``progress(n)``, when given, is called with the number of rows
+    just written (all tables together). Returns the files written.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
-        return [write_xlsx(path, tables, provenance)]
+        return [write_xlsx(path, tables, provenance, progress=progress)]
     if suffix == ".json":
-        return [write_json(path, tables, provenance)]
+        return [write_json(path, tables, provenance, progress=progress)]
     if suffix == ".csv":
         out = []
         for i, (name, df) in enumerate(tables.items()):
             p = path if i == 0 else path.with_name(f"{path.stem}_{name}.csv")
-            out.append(write_csv(p, df, provenance, name=name))
+            out.append(write_csv(p, df, provenance, name=name, progress=progress))
         return out
     raise MicrosegError(f"Cannot export to {path.name!r}: use a .csv, .xlsx or .json file.")
 
@@ -382,9 +576,7 @@ def read_tables(path) -> tuple[dict[str, pd.DataFrame], dict]:
 
 
 def _csv_name(path) -> str:
-    for line in Path(path).read_text(encoding="utf-8").split("\n"):
-        if not line.startswith("# "):
-            break
-        if line.startswith("# _table: "):
-            return json.loads(line[len("# _table: ") :])
-    return Path(path).stem
+    with open(path, "rb") as f:
+        _, meta = _read_csv_header(f, path)
+    name = meta.get("_table")
+    return name if isinstance(name, str) else Path(path).stem

@@ -78,23 +78,45 @@ def spacing_of(pixel_size: PixelSize | None) -> tuple[float, float]:
     return (float(pixel_size.y_nm), float(pixel_size.x_nm))
 
 
-def _intensity_stats(intensity: np.ndarray, runs: Runs):
-    """Mean, min and max of ``intensity`` over each object, from its runs."""
+#: Object pixels gathered at a time for intensity statistics (bounds the index arrays).
+INTENSITY_CHUNK_PX = 1 << 22
+
+
+def _intensity_stats(intensity: np.ndarray, runs: Runs, chunk_px: int = INTENSITY_CHUNK_PX):
+    """Mean, min and max of ``intensity`` over each object, from its runs.
+
+    Objects are taken in consecutive groups of about ``chunk_px`` pixels, so the
+    temporary index arrays stay bounded whatever the image and object count;
+    each object's sums are formed exactly as in one pass (same values, same order).
+    """
     flat = np.ascontiguousarray(intensity).ravel()
     m = len(runs.labels)
+    mean, vmin, vmax = np.zeros(m), np.zeros(m), np.zeros(m)
     if m == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
+        return mean, vmin, vmax
     length = runs.length
-    # flat indices of all object pixels, grouped by object (runs are sorted by object)
-    offset = np.zeros(length.size, np.int64)
-    np.cumsum(length[:-1], out=offset[1:])
-    idx = np.repeat(runs.start - offset, length) + np.arange(int(length.sum()))
-    vals = flat[idx]
-    obj_start = offset[runs.first]
-    count = np.add.reduceat(length, runs.first)
-    mean = np.add.reduceat(vals, obj_start, dtype=np.float64) / count
-    vmin = np.minimum.reduceat(vals, obj_start).astype(np.float64)
-    vmax = np.maximum.reduceat(vals, obj_start).astype(np.float64)
+    # first run of each object and of the end; pixels before each object's first run
+    bounds = np.append(runs.first, length.size)
+    run_px = np.zeros(length.size + 1, np.int64)
+    np.cumsum(length, out=run_px[1:])
+    obj_px = run_px[bounds]
+    o0 = 0
+    while o0 < m:
+        # at least one object per chunk; otherwise as many as fit in chunk_px pixels
+        o1 = int(np.searchsorted(obj_px, obj_px[o0] + chunk_px, side="right")) - 1
+        o1 = min(max(o1, o0 + 1), m)
+        r0, r1 = int(bounds[o0]), int(bounds[o1])
+        ln = length[r0:r1]
+        offset = run_px[r0:r1] - run_px[r0]
+        idx = np.repeat(runs.start[r0:r1] - offset, ln) + np.arange(int(ln.sum()))
+        vals = flat[idx]
+        del idx
+        obj_start = (run_px[bounds[o0:o1]] - run_px[r0]).astype(np.intp)
+        count = np.add.reduceat(ln, (bounds[o0:o1] - r0).astype(np.intp))
+        mean[o0:o1] = np.add.reduceat(vals, obj_start, dtype=np.float64) / count
+        vmin[o0:o1] = np.minimum.reduceat(vals, obj_start)
+        vmax[o0:o1] = np.maximum.reduceat(vals, obj_start)
+        o0 = o1
     return mean, vmin, vmax
 
 

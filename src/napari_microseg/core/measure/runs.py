@@ -80,7 +80,30 @@ def check_labels(labels) -> np.ndarray:
     return a
 
 
-def find_runs(labels: np.ndarray, *, checked: bool = False) -> Runs:
+#: Pixels scanned at a time by :func:`find_runs`.
+RUN_BLOCK_PX = 1 << 22
+
+
+def _object_runs(rows: np.ndarray, offset: int):
+    """Flat start, end (inclusive) and label of the non-zero runs of a block of rows."""
+    w = rows.shape[1]
+    flat = np.ascontiguousarray(rows).ravel()
+    n = flat.size
+    is_start = np.empty(n, bool)
+    is_start[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=is_start[1:])
+    is_start[::w] = True  # a run never crosses a row boundary
+    starts = np.flatnonzero(is_start)
+    del is_start
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = n - 1
+    lab = flat[starts]
+    keep = lab != 0
+    return starts[keep] + offset, ends[keep] + offset, lab[keep].astype(np.int64)
+
+
+def find_runs(labels: np.ndarray, *, checked: bool = False, block_px: int | None = None) -> Runs:
     """Decompose a 2-D labels image into horizontal runs grouped by label.
 
     Parameters
@@ -89,29 +112,28 @@ def find_runs(labels: np.ndarray, *, checked: bool = False) -> Runs:
         2-D integer labels, 0 = background.
     checked : bool
         Skip :func:`check_labels` (the caller already ran it).
+    block_px : int, optional
+        Pixels scanned at a time (default :data:`RUN_BLOCK_PX`); the result
+        does not depend on it.
 
     Returns
     -------
     Runs
     """
+    block_px = RUN_BLOCK_PX if block_px is None else int(block_px)
     a = np.asarray(labels) if checked else check_labels(labels)
     h, w = a.shape
-    flat = np.ascontiguousarray(a).ravel()
-    n = flat.size
-    if n == 0:
+    if a.size == 0:
         e = np.zeros(0, np.int64)
         return Runs(e, e.astype(np.intp), e, e, e, e, e.astype(np.intp), (h, w))
-    is_start = np.empty(n, bool)
-    is_start[0] = True
-    np.not_equal(flat[1:], flat[:-1], out=is_start[1:])
-    is_start[::w] = True  # a run never crosses a row boundary
-    starts = np.flatnonzero(is_start)
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:] - 1
-    ends[-1] = n - 1
-    lab = flat[starts]
-    keep = lab != 0
-    starts, ends, lab = starts[keep], ends[keep], lab[keep].astype(np.int64)
+    # a block of rows at a time: the temporaries are block-sized, and background
+    # runs are dropped before they add up over the whole image
+    block = max(1, block_px // max(w, 1))
+    parts = [_object_runs(a[r : r + block], r * w) for r in range(0, h, block)]
+    starts = np.concatenate([p[0] for p in parts])
+    ends = np.concatenate([p[1] for p in parts])
+    lab = np.concatenate([p[2] for p in parts])
+    del parts
     order = np.argsort(lab, kind="stable")
     starts, ends, lab = starts[order], ends[order], lab[order]
     if lab.size:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from .. import bounds
 from ..calibration import PixelSize
 from ..device import autocast
 from ..errors import MicrosegError
@@ -103,6 +104,34 @@ def forward_batch(model, batch: np.ndarray, activation: str, tta: bool = False) 
     return total.float().cpu().numpy()
 
 
+def check_inference_args(tile=None, halo=None, batch_size=None, names=None) -> None:
+    """Raise :class:`~napari_microseg.core.bounds.SettingsError` for an unusable tile, halo or batch size.
+
+    ``None`` means "the card's" (tile, halo) or "not given" (batch size). The
+    Predict dock, ``microseg predict`` and :func:`predict_probabilities` call it.
+
+    Parameters
+    ----------
+    tile, halo, batch_size : int, optional
+        Tile side (px, ``TILE_RANGE``), halo (px, ``HALO_RANGE``; less than half
+        the tile) and tiles per forward pass (``BATCH_SIZE_RANGE``).
+    names : dict, optional
+        Display names, e.g. ``{"tile": "--tile"}``; default ``inference.tile`` etc.
+    """
+    names = {"tile": "inference.tile", "halo": "inference.halo",
+             "batch_size": "inference.batch_size", **(names or {})}
+    if tile is not None:
+        bounds.check_int(names["tile"], tile, *bounds.TILE_RANGE, "px")
+    if halo is not None:
+        bounds.check_int(names["halo"], halo, *bounds.HALO_RANGE, "px")
+    if tile is not None and halo is not None and tile <= 2 * halo:
+        raise bounds.SettingsError(
+            f"{names['tile']} {tile} px must be larger than twice {names['halo']} ({halo} px)."
+        )
+    if batch_size is not None:
+        bounds.check_int(names["batch_size"], batch_size, *bounds.BATCH_SIZE_RANGE)
+
+
 def effective_tiling(model, card: ModelCard, tile=None, halo=None) -> tuple[int, int, int]:
     """``(tile, halo, multiple)``: tile rounded up to the network's input multiple."""
     multiple = input_multiple(model)
@@ -183,6 +212,7 @@ def predict_probabilities(
     """
     if card.task != "semantic":
         raise ModelError(f"Model {card.name!r} is an {card.task} model; use predict_instances.")
+    check_inference_args(tile, halo, batch_size)
     image = check_image(image, card)
     tile, halo, multiple = effective_tiling(model, card, tile, halo)
     window = intensity_window(image, card)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from .. import bounds
 from ..calibration import PixelSize
 from ..errors import CalibrationError, MicrosegError
 
@@ -117,6 +118,34 @@ def _disk(radius: int) -> np.ndarray:
     return x * x + y * y <= r * r
 
 
+#: From this radius on, disk erosion/dilation use a distance transform (cost independent of r).
+EDT_RADIUS = 6
+
+
+def erode_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary erosion by the disk ``x² + y² <= r²``, outside the image counting as background.
+
+    Equal to ``ndi.binary_erosion(mask, _disk(radius))``; from :data:`EDT_RADIUS`
+    on it is computed as "farther than ``r`` from any background pixel", in
+    time independent of ``r``.
+    """
+    r = int(radius)
+    if r < EDT_RADIUS:
+        return ndi.binary_erosion(mask, _disk(r))
+    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    return dist > r
+
+
+def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by the disk ``x² + y² <= r²`` (equal to ``ndi.binary_dilation``)."""
+    r = int(radius)
+    if r < EDT_RADIUS:
+        return ndi.binary_dilation(mask, _disk(r))
+    if not mask.any():
+        return np.zeros(mask.shape, bool)
+    return ndi.distance_transform_edt(~mask) <= r
+
+
 def clean_mask(
     mask: np.ndarray,
     *,
@@ -128,11 +157,11 @@ def clean_mask(
     """Opening, closing, boundary smoothing and hole filling of a binary mask (in that order)."""
     m = np.asarray(mask, bool)
     if open_radius > 0:
-        m = ndi.binary_opening(m, _disk(open_radius))
+        m = dilate_disk(erode_disk(m, open_radius), open_radius)
     if close_radius > 0:
         # pad so closing does not glue objects to the image border
         r = int(close_radius)
-        m = ndi.binary_closing(np.pad(m, r), _disk(r))[r:-r, r:-r]
+        m = erode_disk(dilate_disk(np.pad(m, r), r), r)[r:-r, r:-r]
     if smooth_sigma > 0:
         m = ndi.gaussian_filter(m.astype(np.float32), smooth_sigma) > 0.5
     if fill_holes:
@@ -179,7 +208,8 @@ def watershed_split(mask: np.ndarray, min_distance: int = 5) -> np.ndarray:
 def instance_labels(mask: np.ndarray, method: str = "cc", *, min_distance: int = 5) -> np.ndarray:
     """Instance labels of a binary mask: ``"cc"`` (8-connected components) or ``"watershed"``."""
     if method == "cc":
-        return ndi.label(np.asarray(mask, bool), EIGHT)[0].astype(np.int32)
+        # ndi.label already returns int32 here: no second full-size copy
+        return ndi.label(np.asarray(mask, bool), EIGHT)[0].astype(np.int32, copy=False)
     if method == "watershed":
         return watershed_split(mask, min_distance)
     raise MicrosegError(f"Instance method {method!r} is not one of {', '.join(INSTANCE_METHODS)}.")
@@ -249,6 +279,56 @@ class PostprocessSettings:
     instances: str = "cc"
     min_distance: int = 5
 
+    def validate(self, where: str = "postprocess", image_shape=None, names=None) -> None:
+        """Raise :class:`~napari_microseg.core.bounds.SettingsError` when a field is unusable.
+
+        The one check of post-processing settings: the dock, ``microseg predict``,
+        recipes and :func:`postprocess` itself all call it.
+
+        Parameters
+        ----------
+        where : str
+            Prefix of field names in messages (``"postprocess"`` gives
+            ``postprocess.smooth_sigma``); empty for bare field names.
+        image_shape : tuple of int, optional
+            ``(H, W, ...)`` of the image: radii, sigma and the watershed distance
+            must then also be less than half its shorter side.
+        names : dict, optional
+            Display name of some fields (e.g. ``{"smooth_sigma": "--smooth"}``).
+
+        Raises
+        ------
+        SettingsError
+            Naming the field, its value and the allowed range.
+        """
+        def name(f):
+            if names and f in names:
+                return names[f]
+            return f"{where}.{f}" if where else f
+
+        t = self.thresholds
+        values = list(t.values()) if isinstance(t, Mapping) else (
+            [t] if isinstance(t, (str, bytes)) or np.ndim(t) == 0 else (
+                list(t) if isinstance(t, (list, tuple)) else list(np.ravel(t))))
+        if not values:
+            raise bounds.SettingsError(f"{name('thresholds')} is empty; give probabilities in [0, 1].")
+        for v in values:
+            bounds.check_real(name("thresholds"), v.item() if isinstance(v, np.generic) else v,
+                              0.0, 1.0, "probability")
+        bounds.check_real(name("min_size"), self.min_size, 0.0, None,
+                          "nm²" if self.min_size_unit == "nm2" else "px")
+        bounds.check_choice(name("min_size_unit"), self.min_size_unit, SIZE_UNITS)
+        for f in ("open_radius", "close_radius"):
+            bounds.check_int(name(f), getattr(self, f), 0, bounds.RADIUS_MAX, "px")
+        bounds.check_real(name("smooth_sigma"), self.smooth_sigma, 0.0, bounds.SIGMA_MAX, "px")
+        bounds.check_bool(name("fill_holes"), self.fill_holes)
+        bounds.check_choice(name("instances"), self.instances, INSTANCE_METHODS)
+        bounds.check_int(name("min_distance"), self.min_distance, *bounds.MIN_DISTANCE_RANGE, "px")
+        for f in ("open_radius", "close_radius", "smooth_sigma"):
+            bounds.check_fits_image(name(f), getattr(self, f), image_shape)
+        if self.instances == "watershed":
+            bounds.check_fits_image(name("min_distance"), self.min_distance, image_shape)
+
     def to_dict(self) -> dict:
         """JSON-ready record for provenance."""
         t = self.thresholds
@@ -272,8 +352,15 @@ def postprocess(
     settings: PostprocessSettings | None = None,
     pixel_size: PixelSize | None = None,
 ) -> PostprocessResult:
-    """Probabilities ``(K, H, W)`` to a cleaned semantic map and classified instances."""
+    """Probabilities ``(K, H, W)`` to a cleaned semantic map and classified instances.
+
+    Raises
+    ------
+    SettingsError
+        When ``settings`` fail :meth:`PostprocessSettings.validate` for this image.
+    """
     s = settings or PostprocessSettings()
+    s.validate(image_shape=np.shape(prob)[1:])
     k = np.asarray(prob).shape[0]
     ids = list(range(1, k + 1)) if class_ids is None else [int(c) for c in class_ids]
     min_px = min_area_px(s.min_size, s.min_size_unit, pixel_size)
