@@ -41,6 +41,7 @@ def tiny_settings(w, name: str, epochs: int = 2, steps: int = 2):
 
 def test_train_from_layers_registers_and_predict_lists_it(make_napari_viewer, qtbot, dirs):
     from napari_microseg.core.models.registry import list_models, load_model
+    from napari_microseg.gui.layer_data import is_helper_layer
     from napari_microseg.gui.widgets.predict import PredictWidget
     from napari_microseg.gui.widgets.train import PREVIEW_LAYER, TrainWidget
 
@@ -62,6 +63,10 @@ def test_train_from_layers_registers_and_predict_lists_it(make_napari_viewer, qt
     qtbot.waitUntil(lambda: not w.running, timeout=180000)
     assert w.error is None, w.error
     assert w.result is not None and not w.result.stopped
+    if w.result.not_registered:  # 4 steps may learn nothing: the user is told, then insists
+        assert "Not registered" in w.status.text() and (not w.register_anyway.native.isHidden())
+        w.register_anyway.native.click()
+        qtbot.waitUntil(lambda: w.result.model_name is not None, timeout=60000)
     assert w.result.model_name == "tiny-unet"
     # in the registry, loadable, with the classes of the labels layer
     names = [e.name for e in list_models()]
@@ -76,9 +81,11 @@ def test_train_from_layers_registers_and_predict_lists_it(make_napari_viewer, qt
     assert len(w._series["miou"]) == 2 and all(np.isfinite(w._series["miou"]))
     assert PREVIEW_LAYER in viewer.layers
     assert viewer.layers[PREVIEW_LAYER].data.shape == vimg.data.shape
+    assert is_helper_layer(viewer.layers[PREVIEW_LAYER])  # never offered as data
     hist = json.loads((w.result.run_dir / "history.json").read_text())
     assert [h["step"] for h in hist] == [2, 4]
     assert "Registered model" in w.status.text()
+    assert w.register_anyway.native.isHidden()
     # the name is taken now: a second start is refused before anything runs
     assert w.start() is None and "exists" in w.status.text()
 

@@ -68,7 +68,7 @@ def test_real_window_measure_and_evaluate(sample_window, qtbot, artifacts_dir):
 
     viewer, docked = sample_window
     image, truth = viewer.layers
-    truth.opacity = 0.8
+    truth.opacity, truth.visible = 0.8, True  # the sample's truth opens hidden
     viewer.reset_view()
     measure = docked["Measure"]
     measure.reset_choices()

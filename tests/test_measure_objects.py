@@ -1,6 +1,8 @@
 """Per-object measurements against analytic shapes and brute-force references."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,6 @@ from skimage.draw import disk, ellipse, polygon
 from skimage.io import imread
 from skimage.measure import label, regionprops_table
 
-from conftest import SHARED_DATA
 from napari_microseg.core.calibration import PixelSize
 from napari_microseg.core.classes import ClassTable, DefectClass
 from napari_microseg.core.errors import InvalidImageError, LabelsError
@@ -282,6 +283,9 @@ def test_property_colors_aligned_and_vectorised():
 
 # --- real data: CREME 316L loops, masks vs COCO polygons (read in place) -----------------
 
+# Not `from conftest import SHARED_DATA`: with tests/hostile/conftest.py collected first,
+# `conftest` is that module and the whole-suite collection fails.
+SHARED_DATA = Path(os.environ.get("MICROSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CREME = SHARED_DATA / "creme-316L-loops"
 
 

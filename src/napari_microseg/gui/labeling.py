@@ -257,7 +257,11 @@ class LabelingController:
                 self._dirty = False
                 self.request_preview()
 
-        return start_worker(self.session.predict, p["points"], p["labels"], p["box"],
+        # A box not seen by the last preview outlines an object afresh: refining from the
+        # previous mask (another box's object) would give an empty or wrong preview.
+        fresh = p["box"] is not None and not np.array_equal(p["box"], getattr(self, "_preview_box", None))
+        self._preview_box = p["box"]
+        return start_worker(self.session.predict, p["points"], p["labels"], p["box"], use_previous=not fresh,
                             on_returned=self._show, on_finished=finished)
 
     def _show(self, pred):
@@ -369,6 +373,7 @@ class LabelingController:
             n = self.commit_masks(masks)
             with self.boxes.events.data.blocker():
                 self.boxes.data = []
+            self._show(None)  # the boxes are used up: no stale preview of the last one
             if on_done is not None:
                 on_done(n)
 

@@ -183,7 +183,8 @@ def labels_of_image(viewer, image) -> list:
     """The (non-helper) Labels layers made on ``image``, by their recorded source image."""
     from napari.layers import Labels
 
-    return [lyr for lyr in user_layers(viewer, Labels) if source_image_name(lyr) == image.name]
+    return [lyr for lyr in user_layers(viewer, Labels) if source_image_name(lyr) == image.name
+            and not lyr.metadata.get("ground_truth")]  # a sample's truth is never the user's labels
 
 
 def sample_to_layers(sample, name: str) -> list[tuple]:

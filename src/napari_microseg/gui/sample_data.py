@@ -7,10 +7,18 @@ from .layer_data import sample_to_layers
 
 
 def sample_layers(key: str) -> list[tuple]:
-    """Image and ground-truth Labels layer data for the sample called ``key``."""
+    """Image and ground-truth Labels layer data for the sample called ``key``.
+
+    The synthetic truth is the answer, not the user's labels: it is named
+    ``"<image> ground truth"``, marked ``metadata["ground_truth"]`` (no dock picks it
+    as a default target; the Evaluate dock picks it as the truth) and hidden.
+    """
     _, make = SAMPLES[key]
     image, labels = sample_to_layers(make(), key)
-    labels[1]["opacity"] = 0.4  # the defects stay visible under the truth
+    labels[1]["name"] = f"{image[1]['name']} ground truth"
+    labels[1]["opacity"] = 0.4  # the defects stay visible under the truth when it is shown
+    labels[1]["visible"] = False
+    labels[1]["metadata"] = {**labels[1].get("metadata", {}), "ground_truth": True}
     return [image, labels]
 
 

@@ -32,15 +32,15 @@ class DataFrameModel(QAbstractTableModel):
     def columnCount(self, parent=QModelIndex()):  # noqa: B008
         return 0 if parent.isValid() else len(self._df.columns)
 
-    def data(self, index, role=Qt.DisplayRole):
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         value = self._df.iat[index.row(), index.column()]
-        if role == Qt.DisplayRole:
+        if role == Qt.ItemDataRole.DisplayRole:
             if isinstance(value, (float, np.floating)):
                 return "" if np.isnan(value) else f"{value:.4g}"
             return str(value)
-        if role == Qt.UserRole:  # sort key
+        if role == Qt.ItemDataRole.UserRole:  # sort key
             if isinstance(value, (bool, np.bool_)):
                 return int(value)
             if isinstance(value, (int, float, np.integer, np.floating)):
@@ -48,10 +48,10 @@ class DataFrameModel(QAbstractTableModel):
             return str(value)
         return None
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        if role != Qt.DisplayRole:
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role != Qt.ItemDataRole.DisplayRole:
             return None
-        if orientation == Qt.Horizontal:
+        if orientation == Qt.Orientation.Horizontal:
             return str(self._df.columns[section])
         return str(section + 1)
 
@@ -66,12 +66,12 @@ class DataFrameView(QTableView):
         self.source = DataFrameModel(parent=self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.source)
-        self.proxy.setSortRole(Qt.UserRole)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
         self.setModel(self.proxy)
         self.setSortingEnabled(True)
-        self.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.clicked.connect(self._on_clicked)
 
     def set_dataframe(self, df: pd.DataFrame) -> None:

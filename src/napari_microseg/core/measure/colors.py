@@ -159,9 +159,59 @@ def property_colors(
     return out
 
 
-def label_color_dict(table: pd.DataFrame, colors: np.ndarray) -> dict:
-    """``{label: rgba}`` with background (``None`` key / 0) transparent, for a viewer."""
+#: Colour of objects that have no colour of their own yet (not measured, unclassified).
+UNMEASURED_COLOR = (0.62, 0.62, 0.62, 1.0)
+
+
+def label_color_dict(table: pd.DataFrame, colors: np.ndarray, other=None) -> dict:
+    """``{label: rgba}`` for a viewer: background (0) transparent, other ids ``other``.
+
+    The ``None`` key is the colour of every id not in the table, e.g. objects
+    drawn after the measurement: it must stay visible (default
+    :data:`UNMEASURED_COLOR`), or new objects would be invisible on the canvas
+    until the next measurement.
+    """
     d = dict(zip(table["label"].to_numpy().tolist(), colors, strict=True))
     d[0] = np.zeros(4)
-    d[None] = np.zeros(4)
+    d[None] = np.asarray(UNMEASURED_COLOR if other is None else other, dtype=np.float64)
     return d
+
+
+def hex_to_rgba(color: str, alpha: float = 1.0) -> np.ndarray:
+    """``"#rrggbb"`` (or ``"#rrggbbaa"``) as float RGBA in [0, 1]."""
+    text = str(color).lstrip("#")
+    if len(text) not in (6, 8) or any(ch not in "0123456789abcdefABCDEF" for ch in text):
+        raise MicrosegError(f"Colour {color!r} is not '#rrggbb'.")
+    rgba = [int(text[i:i + 2], 16) / 255.0 for i in range(0, len(text), 2)]
+    if len(rgba) == 3:
+        rgba.append(alpha)
+    return np.asarray(rgba, dtype=np.float64)
+
+
+def class_color_dict(ids, instance_classes: dict, class_colors: dict,
+                     unclassified=UNMEASURED_COLOR) -> dict:
+    """``{label: rgba}`` colouring each object by its class.
+
+    Parameters
+    ----------
+    ids : iterable of int
+        Object ids to colour (0 is background and stays transparent).
+    instance_classes : dict
+        ``{object id: class id}``; missing ids are unclassified.
+    class_colors : dict
+        ``{class id: "#rrggbb"}``.
+    unclassified : tuple of float
+        Colour of unclassified objects and of ids added later (the ``None`` key).
+
+    Returns
+    -------
+    dict
+        ``{label: float RGBA}`` with ``0`` transparent and ``None`` (any other id)
+        ``unclassified``.
+    """
+    lut = {int(c): hex_to_rgba(col) for c, col in class_colors.items()}
+    grey = np.asarray(unclassified, dtype=np.float64)
+    out = {int(i): lut.get(int(instance_classes.get(int(i), 0)), grey) for i in ids if int(i) != 0}
+    out[0] = np.zeros(4)
+    out[None] = grey
+    return out

@@ -122,7 +122,7 @@ class BatchWidget(QWidget):
         # the report's full path, selectable: the link above may have no browser to open
         self.report_path = QLabel("")
         self.report_path.setWordWrap(True)
-        self.report_path.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.report_path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
         for w in (self.params.native, self.bar, self.status, self.report_path):
             layout.addWidget(w)

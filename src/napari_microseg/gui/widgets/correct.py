@@ -21,12 +21,13 @@ from html import escape
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, create_widget
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ...core import correct as core
 from ...core.errors import MicrosegError
-from ..layer_data import class_features, layer_classes, layer_pixel_size
+from ..layer_data import class_features, helper_metadata, layer_classes, layer_pixel_size
+from ..layer_follow import LayerFollower, layer_picker
 
 if TYPE_CHECKING:
     import napari
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 POINTS_LAYER = "correction points"
 LINE_LAYER = "split line"
 CLOSED_SHAPES = ("polygon", "rectangle", "ellipse")
+#: Actions that work on the selected objects: disabled while nothing is selected.
+NEEDS_SELECTION = ("merge", "delete", "set_class")
 
 #: Key -> (method, what it does). Shift+letter because napari's Labels, Points and
 #: Shapes layers already use the plain letters (M new label, F fill, X swap, D, R, ...).
@@ -84,12 +87,12 @@ class CorrectWidget(QWidget):
         self._states: dict[int, core.ClassStates] = {}
         self._last_fp: bytes | None = None
         self._busy = False
+        self._label_chosen, self._seen_label = False, None
         self.points = self.line = None
-        self.labels = create_widget(annotation="napari.layers.Labels", label="labels")
+        self.labels = layer_picker(viewer, "Labels", "labels", nullable=True)  # "-----" rather than the truth
         self.start_button = PushButton(text="Start correcting (add selection layers)")
         self.start_button.changed.connect(self.start)
-        self.image = create_widget(annotation="napari.layers.Image", label="image (watershed)",
-                                   options={"nullable": True})
+        self.image = layer_picker(viewer, "Image", "image (watershed)", nullable=True)
         self.elevation = ComboBox(label="watershed on", choices=list(core.ELEVATIONS),
                                   value="distance")
         self.klass = ComboBox(label="class", choices=[("unclassified", 0)], value=0)
@@ -122,16 +125,36 @@ class CorrectWidget(QWidget):
         scroll.setWidget(inner)
         QVBoxLayout(self).addWidget(scroll)
         self.labels.changed.connect(self.set_target)
+        self._follow = LayerFollower(viewer, image=self.image, labels=self.labels)
+        viewer.layers.events.removed.connect(self._on_removed)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
         self.set_target(self.labels.value)
+        self._show_selection()
 
     # -- layers ------------------------------------------------------------------------
 
     def reset_choices(self, *_):
-        """Refresh the layer pickers."""
-        self.labels.reset_choices()
-        self.image.reset_choices()
+        """Refresh the layer pickers (they follow the active layer unless the user chose one)."""
+        self._follow.reset_choices()
+
+    def _on_removed(self, event):
+        """The helper layers go with the layer they serve (a removed helper is re-made on demand)."""
+        layer = getattr(event, "value", None)
+        if layer is None:
+            return
+        if layer is self.points or layer is self.line:
+            self.points = self.line = None
+            for name in (POINTS_LAYER, LINE_LAYER):
+                if name in self._viewer.layers and self._viewer.layers[name] is not layer:
+                    self._viewer.layers.remove(name)
+            return
+        if layer is self._target:
+            for name in (POINTS_LAYER, LINE_LAYER):
+                if name in self._viewer.layers:
+                    self._viewer.layers.remove(name)
+            self.points = self.line = None
+            self.set_target(None)
 
     def set_target(self, layer=None):
         """Correct ``layer``: connect its events, bind the keys, create the helper layers."""
@@ -142,16 +165,22 @@ class CorrectWidget(QWidget):
             for ev in (old.events.set_data, old.events.paint):
                 ev.disconnect(self._sync)
             old.events.features.disconnect(self._refresh_classes)
-            old.events.selected_label.disconnect(self._show_selection)
+            old.events.selected_label.disconnect(self._on_selected_label)
+            old.events.labels_update.disconnect(self._on_labels_update)
             for key in SHORTCUTS:
                 old.bind_key(key, None)
         self._target, self._last_fp = layer, None
+        # napari's selected label (1 by default) is a selection only once the user picks one
+        self._label_chosen = False
+        self._seen_label = None if layer is None else layer.selected_label
         if layer is None:
+            self._show_selection()
             return
         for ev in (layer.events.set_data, layer.events.paint):
             ev.connect(self._sync)
         layer.events.features.connect(self._refresh_classes)
-        layer.events.selected_label.connect(self._show_selection)
+        layer.events.selected_label.connect(self._on_selected_label)
+        layer.events.labels_update.connect(self._on_labels_update)
         self._bind(layer)
         ps = layer_pixel_size(layer)
         self.min_area.label = f"min size ({'nm²' if ps.calibrated else 'px'})"
@@ -192,21 +221,23 @@ class CorrectWidget(QWidget):
         """The 'correction points' and 'split line' layers, on the target's grid."""
         v, t = self._viewer, self._target
         common = dict(scale=t.scale[-2:], translate=t.translate[-2:], units=t.units[-2:])
+        md = helper_metadata(t.name, "correction")
         active = v.layers.selection.active
         created = False
         if POINTS_LAYER not in v.layers:
             size = max(3.0, min(t.data.shape[-2:]) / 80)
             v.add_points(name=POINTS_LAYER, ndim=2, size=size, face_color="yellow",
-                         border_color="black", **common)
+                         border_color="black", metadata=dict(md), **common)
             created = True
         if LINE_LAYER not in v.layers:
             v.add_shapes(name=LINE_LAYER, ndim=2, edge_color="cyan", face_color="transparent",
-                         edge_width=max(1.0, min(t.data.shape[-2:]) / 300), **common)
+                         edge_width=max(1.0, min(t.data.shape[-2:]) / 300), metadata=dict(md), **common)
             created = True
         self.points, self.line = v.layers[POINTS_LAYER], v.layers[LINE_LAYER]
         for helper in (self.points, self.line):
             for key, value in common.items():
                 setattr(helper, key, value)
+            helper.metadata.update(md)  # they now serve this target (and go when it is removed)
             self._bind(helper, helper=True)
         self.points.events.data.connect(self._show_selection)  # napari ignores repeats
         if created:
@@ -231,20 +262,38 @@ class CorrectWidget(QWidget):
         out = [t.world_to_data(helper.data_to_world(np.asarray(p)))[-2:] for p in coords]
         return np.asarray(out, dtype=float).reshape(-1, 2)
 
+    def _on_selected_label(self, *_):
+        """The user picked a label (napari also re-sends the event unchanged: ignored)."""
+        t = self._target
+        if t is not None and t.selected_label != self._seen_label:
+            self._seen_label = t.selected_label
+            self._label_chosen = True
+        self._show_selection()
+
+    def _on_labels_update(self, *_):
+        """Pixels were written (napari's paint event comes before them): is the selection still there?"""
+        if self.selection_text.text() != "Selected: nothing":
+            self._show_selection()
+
     def selection(self) -> list[int]:
-        """Ids under the correction points, else the layer's selected label (if present)."""
+        """Ids under the correction points, else the label the user picked (if present).
+
+        A picked label counts until an action removes or changes objects (then the
+        user picks again); undo, redo and painting re-arm it.
+        """
         t = self._target
         data = np.asarray(t.data)
         ids = core.ids_at(data, self._pixels(self.points, self.points.data)) if self.points else []
-        if not ids and t.selected_label > 0 and np.any(data == t.selected_label):
+        if not ids and self._label_chosen and t.selected_label > 0 and np.any(data == t.selected_label):
             ids = [int(t.selected_label)]
         return ids
 
     def _show_selection(self, *_):
-        if not _editable(self._target) or self.points is None:
-            return
-        ids = self.selection()
+        """Say what is selected; the actions on a selection are enabled only when there is one."""
+        ids = self.selection() if _editable(self._target) else []
         self.selection_text.setText(f"Selected: {', '.join(map(str, ids)) or 'nothing'}")
+        for name in NEEDS_SELECTION:
+            self.buttons[name].enabled = bool(ids)
 
     # -- classes -----------------------------------------------------------------------
 
@@ -285,8 +334,12 @@ class CorrectWidget(QWidget):
         fp = core.fingerprint(data)
         if fp == self._last_fp:
             return
+        known = self._last_fp is not None
         inst = self._store().recall(fp)
         self._write_classes(layer_classes(layer)[0] if inst is None else inst, data)
+        if known:
+            self._label_chosen = True  # undo/redo/painting: the picked label is the user's again
+        self._show_selection()  # an object erased or undone is no longer selected
 
     # -- actions -----------------------------------------------------------------------
 
@@ -314,6 +367,8 @@ class CorrectWidget(QWidget):
             finally:
                 self._busy = False
         self._write_classes(change.instance_classes)
+        if change.n_pixels:
+            self._label_chosen = False  # used up: a second press must not hit another object
         for helper in clear:
             helper.data = np.zeros((0, 2)) if helper is self.points else []
         if select:

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import Container, FloatSpinBox, PushButton, create_widget
+from magicgui.widgets import Container, FloatSpinBox, PushButton
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ...core.errors import MicrosegError
 from ...core.evaluate import evaluate_image, match_instances
-from ..layer_data import layer_classes, layer_pixel_size
+from ..layer_data import helper_metadata, layer_classes, layer_pixel_size
+from ..layer_follow import LayerFollower, layer_picker
 from ..table_view import DataFrameView
 from ..workers import start_worker
 
@@ -78,7 +79,7 @@ def show_outcomes(viewer, outcomes: np.ndarray, like_layer, name: str = "evaluat
         viewer.layers.remove(name)
     return viewer.add_labels(outcomes, name=name, scale=like_layer.scale, translate=like_layer.translate,
                              units=like_layer.units, colormap=DirectLabelColormap(color_dict=colors),
-                             opacity=0.8)
+                             opacity=0.8, metadata=helper_metadata(like_layer.name, "evaluation"))
 
 
 def report_text(report: dict) -> str:
@@ -109,8 +110,8 @@ class EvaluateWidget(QWidget):
         super().__init__()
         self._viewer = viewer
         self.report = None
-        self.pred = create_widget(annotation="napari.layers.Labels", label="prediction")
-        self.true = create_widget(annotation="napari.layers.Labels", label="ground truth")
+        self.pred = layer_picker(viewer, "Labels", "prediction", nullable=True)
+        self.true = layer_picker(viewer, "Labels", "ground truth")
         self.iou = FloatSpinBox(label="match IoU ≥", min=0.05, max=0.95, step=0.05, value=0.3)
         self.button = PushButton(text="Evaluate")
         self.params = Container(widgets=[self.pred, self.true, self.iou, self.button])
@@ -121,13 +122,14 @@ class EvaluateWidget(QWidget):
         for w in (self.params.native, self.text, self.table):
             layout.addWidget(w)
         self.button.changed.connect(self.run)
+        # the prediction follows the active Labels layer; the truth prefers ground-truth layers
+        self._follow = LayerFollower(viewer, labels=self.pred, truth=self.true)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
 
     def reset_choices(self, *_):
-        """Refresh the layer pickers."""
-        self.pred.reset_choices()
-        self.true.reset_choices()
+        """Refresh the layer pickers (they follow the active layer unless the user chose one)."""
+        self._follow.reset_choices()
 
     def run(self, *_):
         """Evaluate in a worker thread."""

@@ -222,7 +222,7 @@ class LabelWidget(QWidget):
             if self.image.value is not layer:
                 self.image.value = layer
             self.labels.value = self.labels_for(layer)
-        elif isinstance(layer, Labels) and layer in self.labels.choices:
+        elif isinstance(layer, Labels) and layer in self.labels.choices and not layer.metadata.get("ground_truth"):
             source = source_image_name(layer)
             img = next((c for c in self.image.choices if source and c.name == source), None)
             if img is not None:

@@ -21,7 +21,6 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from qtpy.QtWidgets import QFileDialog, QLabel, QTabWidget, QVBoxLayout, QWidget
 
@@ -36,7 +35,9 @@ from ...core.measure import (
     measure_image,
     property_colors,
 )
-from ..layer_data import layer_classes, layer_pixel_size
+from ...core.measure.colors import class_color_dict
+from ..layer_data import helper_metadata, layer_classes, layer_pixel_size
+from ..layer_follow import LayerFollower, layer_picker
 from ..plots import ColorLegend, StatsPlot
 from ..table_view import DataFrameView
 from ..workers import start_worker
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 COLORMAPS = ("viridis", "magma", "turbo", "gray")
 HIGHLIGHT_LAYER = "selected object"
+#: How the objects' classes are shown on the canvas.
+CLASS_DISPLAY = ("off", "colour", "outline")
+INSTANCE_COLOURS = "(instance colours)"
 
 
 def gather_inputs(labels_layer, image_layer=None) -> dict:
@@ -92,11 +96,31 @@ def color_labels_by(labels_layer, table: pd.DataFrame, column: str, cmap: str = 
     finite = values[np.isfinite(values)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     colors = property_colors(table, column, cmap, vmin=vmin, vmax=vmax).astype(np.float32)
-    mapping = {int(k): np.asarray(v, dtype=np.float32) for k, v in label_color_dict(table, colors).items()
-               if k is not None}
-    mapping[0] = mapping[None] = np.zeros(4, np.float32)
+    # Ids not in the table (objects drawn after the measurement) get the visible
+    # "unmeasured" grey of the None key, never a transparent colour.
+    mapping = {(None if k is None else int(k)): np.asarray(v, dtype=np.float32)
+               for k, v in label_color_dict(table, colors).items()}
     labels_layer.colormap = direct_colormap(mapping)
     return vmin, vmax
+
+
+def color_labels_by_class(labels_layer) -> None:
+    """Colour each object of ``labels_layer`` by its class (class table colours; grey unclassified)."""
+    inst, classes = layer_classes(labels_layer)
+    ids = np.unique(np.asarray(labels_layer.data))
+    colors = class_color_dict(ids, inst, {c.id: c.color for c in classes})
+    labels_layer.colormap = direct_colormap({k: np.asarray(v, dtype=np.float32) for k, v in colors.items()})
+
+
+def show_classes(labels_layer, mode: str) -> None:
+    """Show classes as ``"colour"`` (filled), ``"outline"`` (contours) or ``"off"`` (instance colours)."""
+    if mode not in CLASS_DISPLAY:
+        raise MicrosegError(f"show classes as: choose one of {', '.join(CLASS_DISPLAY)}, not {mode!r}.")
+    if mode == "off":
+        reset_colors(labels_layer)
+    else:
+        color_labels_by_class(labels_layer)
+    labels_layer.contour = 1 if mode == "outline" else 0
 
 
 def direct_colormap(mapping: dict):
@@ -141,7 +165,7 @@ def show_values(viewer, labels_layer, table: pd.DataFrame, column: str, fmt: str
     return viewer.add_points(
         pts, name=name, size=0, scale=labels_layer.scale, translate=labels_layer.translate,
         units=labels_layer.units,
-        features=pd.DataFrame({"value": text}),
+        features=pd.DataFrame({"value": text}), metadata=helper_metadata(labels_layer.name, "values"),
         text={"string": "{value}", "color": "yellow", "size": 8, "anchor": "center"},
         face_color="transparent", border_width=0,
     )
@@ -166,7 +190,7 @@ def focus_object(viewer, labels_layer, row: pd.Series):
     layer = viewer.add_points(
         [yx], name=HIGHLIGHT_LAYER, size=max(diam_px * 1.6, 6), face_color="transparent",
         border_color="yellow", border_width=0.12, scale=labels_layer.scale, translate=labels_layer.translate,
-        units=labels_layer.units,
+        units=labels_layer.units, metadata=helper_metadata(labels_layer.name, "highlight"),
     )
     viewer.layers.selection.active = labels_layer
     labels_layer.selected_label = int(row["label"])
@@ -219,8 +243,8 @@ class MeasureWidget(QWidget):
         self._inputs = None
         self._worker = None
         hp = HardeningParameters()
-        self.labels = create_widget(annotation="napari.layers.Labels", label="labels")
-        self.image = create_widget(annotation="napari.layers.Image", label="image", options={"nullable": True})
+        self.labels = layer_picker(viewer, "Labels", "labels", nullable=True)  # "-----" rather than the truth
+        self.image = layer_picker(viewer, "Image", "image", nullable=True)
         self.edges = ComboBox(label="edge objects", choices=list(EDGE_MODES), value="include")
         self.guard = FloatSpinBox(label="guard frame (nm)", min=0.0, max=1e6, value=0.0)
         self.thickness = FloatSpinBox(label="foil thickness (nm, 0 = none)", min=0.0, max=1e6, value=0.0)
@@ -233,14 +257,17 @@ class MeasureWidget(QWidget):
         self.measure_button = PushButton(text="Measure")
         self.export_button = PushButton(text="Export table…", enabled=False)
         self.recipe_button = PushButton(text="Save batch recipe…")
-        self.color_by = ComboBox(label="colour by", choices=["(instance colours)"])
+        self.color_by = ComboBox(label="colour by", choices=[INSTANCE_COLOURS])
+        self.classes_as = ComboBox(label="show classes as", choices=list(CLASS_DISPLAY), value="off")
         self.cmap = ComboBox(label="colormap", choices=list(COLORMAPS), value="viridis")
         self.show_text = CheckBox(text="write values on the canvas", value=False)
+        # The buttons sit above the hardening fields, which appear only with a foil
+        # thickness: showing them must not move the Measure button away.
         self.params = Container(widgets=[
-            self.labels, self.image, self.edges, self.guard, self.thickness, self.bins, self.lognormal,
-            self.taylor, self.mu, self.burgers, self.alpha, self.measure_button, self.export_button,
-            self.recipe_button,
-            self.color_by, self.cmap, self.show_text,
+            self.labels, self.image, self.edges, self.guard, self.bins, self.lognormal, self.thickness,
+            self.measure_button, self.export_button, self.recipe_button,
+            self.taylor, self.mu, self.burgers, self.alpha,
+            self.classes_as, self.color_by, self.cmap, self.show_text,
         ])
         self.summary = QLabel("Choose a Labels layer and press Measure.")
         self.summary.setWordWrap(True)
@@ -261,11 +288,18 @@ class MeasureWidget(QWidget):
         self.export_button.changed.connect(self._on_export)
         self.recipe_button.changed.connect(self._on_save_recipe)
         self.color_by.changed.connect(self._on_color)
+        self.classes_as.changed.connect(self._on_color)
         self.cmap.changed.connect(self._on_color)
         self.show_text.changed.connect(self._on_color)
         self.table.row_clicked.connect(self._on_row)
+        self._coloured = None  # the Labels layer whose features events recolour it
+        self._result_layer = None  # the Labels layer self.result measured
+        self.labels.changed.connect(self._on_labels_changed)
+        self._follow = LayerFollower(viewer, image=self.image, labels=self.labels)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self._remove_helpers_of)
+        self._on_labels_changed()
 
     def _show_hardening_fields(self, *_):
         """Hardening constants matter only with a foil thickness."""
@@ -273,9 +307,35 @@ class MeasureWidget(QWidget):
             w.visible = self.thickness.value > 0
 
     def reset_choices(self, *_):
-        """Refresh the layer pickers."""
-        self.labels.reset_choices()
-        self.image.reset_choices()
+        """Refresh the layer pickers (they follow the active layer unless the user chose one)."""
+        self._follow.reset_choices()
+
+    def _on_labels_changed(self, *_):
+        """Classes shown on the canvas follow class changes (Correct, Label docks) of the target."""
+        old, new = self._coloured, self.labels.value
+        if old is new:
+            return
+        if old is not None:
+            old.events.features.disconnect(self._on_features)
+        if new is not None:
+            new.events.features.connect(self._on_features)
+        self._coloured = new
+
+    def _on_features(self, *_):
+        if self.classes_as.value != "off" and self.color_by.value == INSTANCE_COLOURS:
+            self._on_color()
+
+    def _remove_helpers_of(self, event):
+        """Remove the values layer of a removed Labels layer (helpers never outlive their layer)."""
+        layer = getattr(event, "value", None)
+        if layer is None or layer.metadata.get("microseg_helper"):
+            return
+        name = values_layer_name(layer)
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        if HIGHLIGHT_LAYER in self._viewer.layers and \
+                self._viewer.layers[HIGHLIGHT_LAYER].metadata.get("source_image") == layer.name:
+            self._viewer.layers.remove(HIGHLIGHT_LAYER)
 
     def settings(self) -> MeasureSettings:
         """The settings gathered from the widgets."""
@@ -313,7 +373,7 @@ class MeasureWidget(QWidget):
     def show_result(self, result) -> None:
         """Attach ``result`` to the layer and show table, summary and plots."""
         self.result = result
-        layer = self.labels.value
+        layer = self._result_layer = self.labels.value
         if layer is not None:
             attach_table(layer, result)
         self.table.set_dataframe(result.table)
@@ -324,22 +384,31 @@ class MeasureWidget(QWidget):
         numeric = [c for c in result.table.columns if pd.api.types.is_numeric_dtype(result.table[c])
                    and c not in ("label", "class_id")]
         with self.color_by.changed.blocked():
-            self.color_by.choices = ["(instance colours)", *numeric]
+            self.color_by.choices = [INSTANCE_COLOURS, *numeric]
         self.export_button.enabled = True
         self._on_color()
+        if layer is not None:
+            # Redraw once the dock's new content (legend, plots) has been laid out: the
+            # canvas must not wait for another layer's change to show the objects again.
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, layer.refresh)
 
     def _on_color(self, *_):
+        """Colour the target: by a measured property, else by class, else instance colours."""
         layer, result = self.labels.value, self.result
-        if layer is None or result is None:
+        if layer is None:
             return
-        column = self.color_by.value
+        measured = result is not None and self._result_layer is layer  # a result colours its own layer only
+        column = self.color_by.value if measured else INSTANCE_COLOURS
         name = values_layer_name(layer)
-        if column == "(instance colours)":
-            reset_colors(layer)
+        if column == INSTANCE_COLOURS:
+            show_classes(layer, self.classes_as.value)
             self.legend.hide()
             if name in self._viewer.layers:
                 self._viewer.layers.remove(name)
             return
+        layer.contour = 1 if self.classes_as.value == "outline" else 0
         vmin, vmax = color_labels_by(layer, result.table, column, self.cmap.value)
         self.legend.show_scale(column, vmin, vmax, self.cmap.value)
         self.legend.show()

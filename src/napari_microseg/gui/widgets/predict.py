@@ -20,12 +20,12 @@ from magicgui.widgets import (
     FloatSpinBox,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ...core.errors import MicrosegError
 from ..layer_data import labels_layer, layer_pixel_size
+from ..layer_follow import LayerFollower, layer_picker
 from ..model_events import models_changed_event
 from ..workers import start_worker
 
@@ -73,6 +73,11 @@ def compact_labels(labels: np.ndarray) -> np.ndarray:
 class PredictWidget(QWidget):
     """Dock widget: model → probability, semantic and instance layers."""
 
+    #: Widget label of each post-processing field, for the validator's messages.
+    SETTING_NAMES = {"thresholds": "threshold", "min_size": "min size", "instances": "instances",
+                     "fill_holes": "fill holes", "open_radius": "opening radius",
+                     "smooth_sigma": "smooth boundaries σ"}
+
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
@@ -84,7 +89,7 @@ class PredictWidget(QWidget):
         #: Number of times the output layers were (re)written.
         self.updates = 0
         names, broken = model_choices()
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.image = layer_picker(viewer, "Image", "image")  # no helper layers; follows the active image
         self.model = ComboBox(label="model", choices=names or ["(no model registered)"])
         self.import_button = PushButton(text="Import model file…")
         self.tile = SpinBox(label="tile (0 = model card)", min=0, max=8192, step=64, value=0)
@@ -108,6 +113,8 @@ class PredictWidget(QWidget):
             self.open_r, self.smooth, self.recipe_button,
         ])
         self.status = QLabel(("Broken models: " + broken) if broken else "")
+        #: The warning of the last run when its image had no pixel size, else None.
+        self.uncalibrated_warning: str | None = None
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.params.native)
@@ -121,14 +128,15 @@ class PredictWidget(QWidget):
         self.threshold.changed.connect(self._on_threshold)
         for w in (self.min_size, self.method, self.fill, self.open_r, self.smooth):
             w.changed.connect(self.update_outputs)
+        self._follow = LayerFollower(viewer, image=self.image)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
         # A model trained (or imported) by another dock of this viewer appears at once.
         models_changed_event(viewer).connect(self.refresh_models)
 
     def reset_choices(self, *_):
-        """Refresh the image picker."""
-        self.image.reset_choices()
+        """Refresh the image picker (it follows the active layer unless the user chose one)."""
+        self._follow.reset_choices()
 
     def refresh_models(self, *_):
         """Re-read the model registry, keeping the chosen model when it is still there."""
@@ -168,11 +176,31 @@ class PredictWidget(QWidget):
         if layer is None or self.model.value not in model_choices()[0]:
             show_error("Choose an image and a registered model.")
             return None
+        from ...core.models.inference import check_inference_args
+
+        try:  # 0 = the card's
+            check_inference_args(self.tile.value or None, self.halo.value or None,
+                                 names={"tile": "tile", "halo": "halo"})
+        except MicrosegError as e:
+            self.status.setText(str(e))
+            show_error(str(e))
+            return None
         data = layer.data
         ps = layer_pixel_size(layer)
         self._cancel = False
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self.status.setText(f"Running {self.model.value} on {layer.name}…")
+        if not ps.calibrated:
+            from napari.utils.notifications import show_warning
+
+            self.uncalibrated_warning = (
+                f"{layer.name} has no pixel size: it is not resampled to the model's scale and "
+                "sizes come out in px. Set the pixel size in the Calibration dock."
+            )
+            show_warning(self.uncalibrated_warning)
+            self.status.setText(self.uncalibrated_warning)
+        else:
+            self.uncalibrated_warning = None
         inference = {"tile": self.tile.value or None, "halo": self.halo.value or None,
                      "tta": bool(self.tta.value)}
 
@@ -190,7 +218,10 @@ class PredictWidget(QWidget):
                 self.klass.choices = [(c["name"], int(c["id"])) for c in self.card.classes]
             self._on_class()
             self.update_outputs(probabilities=True)
-            self.status.setText(f"{self.card.name} on {layer.name}: done.")
+            self.status.setText(
+                f"{self.card.name} on {layer.name}: done"
+                + (" (uncalibrated: sizes in px)." if self.uncalibrated_warning else ".")
+            )
 
         def finished():
             self.run_button.enabled, self.cancel_button.enabled = True, False
@@ -262,6 +293,12 @@ class PredictWidget(QWidget):
         img, card = self._image_layer, self.card
         ps = layer_pixel_size(img)
         settings = self.postprocess_settings()
+        shape = self.prob.shape[1:] if self.prob is not None else self.instances.labels.shape
+        try:
+            settings.validate(where="", names=self.SETTING_NAMES, image_shape=shape)
+        except MicrosegError as e:  # shown instead of running; the layers stay as they are
+            self.status.setText(str(e))
+            return None
         self._post_busy = True
 
         def work():
@@ -311,7 +348,8 @@ class PredictWidget(QWidget):
             for k, c in enumerate(card.classes):
                 out.append((self.prob[k], dict(name=f"{img.name} P({c['name']})", scale=img.scale[-2:],
                                                translate=img.translate[-2:], colormap="magma",
-                                               contrast_limits=(0.0, 1.0), opacity=0.5, visible=False),
+                                               contrast_limits=(0.0, 1.0), opacity=0.5, visible=False,
+                                               metadata={"probability": True, "source_image": img.name}),
                             "image"))
         return out
 

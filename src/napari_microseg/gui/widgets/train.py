@@ -28,9 +28,8 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     SpinBox,
-    create_widget,
 )
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -45,9 +44,12 @@ from superqt import QCollapsible
 
 from ...core.errors import MicrosegError
 from ...core.training import TRAINABLE, AugmentConfig, TrainConfig, check_training_data
+from ..layer_data import helper_metadata, is_helper_layer
+from ..layer_follow import LayerFollower, layer_picker
 from ..model_events import models_changed_event
 from ..plots import TrainCurves
 from ..training_run import TrainingRun, card_classes, layer_train_image, training_threads
+from ..workers import start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -87,6 +89,16 @@ def format_eta(seconds) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+def typable(box) -> None:
+    """Let the user type a number into a magicgui spin box without it snapping as they type.
+
+    With keyboard tracking a spin box commits every keystroke: deleting the text
+    snaps to the minimum and typing "128" into a box holding "32" gives "3228"
+    or the maximum. The value is committed on Enter or when the box loses focus.
+    """
+    box.native.setKeyboardTracking(False)
+
+
 def _section(title: str, widgets, expanded: bool = True) -> QCollapsible:
     box = QCollapsible(title)
     box.addWidget(Container(widgets=widgets).native)
@@ -114,8 +126,9 @@ class TrainWidget(QWidget):
         self._last_draw = 0.0
 
         # -- data
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
-        self.labels = create_widget(annotation="napari.layers.Labels", label="labels")
+        # no helper layers offered; both follow the active layer unless the user chose one
+        self.image = layer_picker(viewer, "Image", "image")
+        self.labels = layer_picker(viewer, "Labels", "labels", nullable=True)  # never the truth by default
         self.add_train = PushButton(text="+ training")
         self.add_val = PushButton(text="+ validation")
         self.add_folder = PushButton(text="+ folder…")
@@ -146,10 +159,18 @@ class TrainWidget(QWidget):
         self.init = ComboBox(label="start from", choices=[NO_INIT])
         self.name = LineEdit(label="name", value="my-unet")
         self.replace = CheckBox(text="replace a model of that name", value=False)
+        self.register_on_stop = CheckBox(
+            text="on Stop, register the best so far (as NAME-partial)", value=False
+        )
+        self.register_on_stop.tooltip = (
+            "Stop then registers the best weights so far under NAME-partial, marked as a "
+            "partial model; Resume still continues the run."
+        )
         self.params = LineEdit(label="network", value=json.dumps(DEFAULT_PARAMS["unet"]))
         self.params.tooltip = "Architecture settings (JSON), as on a model card."
         # -- training
         self.patch = SpinBox(label="patch size (px)", min=32, max=4096, step=32, value=256)
+        self.patch.tooltip = "Side of the square training patches; a multiple of 32."
         self.batch = SpinBox(label="batch size", min=1, max=256, value=4)
         self.epochs = SpinBox(label="epochs", min=1, max=10000, value=20)
         self.steps_per_epoch = SpinBox(label="steps per epoch", min=1, max=100000, value=50)
@@ -171,6 +192,12 @@ class TrainWidget(QWidget):
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
+        self.register_anyway = PushButton(text="Register anyway", visible=False)
+        self.register_anyway.tooltip = (
+            "Register the run's best weights although validation says it learnt nothing."
+        )
+        for box in (self.patch, self.batch, self.epochs, self.steps_per_epoch, self.minutes):
+            typable(box)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -195,7 +222,12 @@ class TrainWidget(QWidget):
         data.addWidget(Container(widgets=[self.val_share]).native)
         self.source_list.hide()
         layout.addWidget(data)
-        layout.addWidget(_section("Model", [self.architecture, self.init, self.name, self.replace]))
+        layout.addWidget(
+            _section(
+                "Model",
+                [self.architecture, self.init, self.name, self.replace, self.register_on_stop],
+            )
+        )
         layout.addWidget(
             _section(
                 "Training",
@@ -217,7 +249,7 @@ class TrainWidget(QWidget):
             )
         )
         buttons = QHBoxLayout()
-        for b in (self.start_button, self.stop_button, self.resume_button):
+        for b in (self.start_button, self.stop_button, self.resume_button, self.register_anyway):
             buttons.addWidget(b.native)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -237,6 +269,8 @@ class TrainWidget(QWidget):
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
+        self.register_anyway.changed.connect(self.register_unlearned)
+        self._follow = LayerFollower(viewer, image=self.image, labels=self.labels)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self.refresh_init()
@@ -244,9 +278,8 @@ class TrainWidget(QWidget):
     # -- choices ----------------------------------------------------------------------------
 
     def reset_choices(self, *_):
-        """Refresh the layer pickers."""
-        self.image.reset_choices()
-        self.labels.reset_choices()
+        """Refresh the layer pickers (they follow the active layer unless the user chose one)."""
+        self._follow.reset_choices()
 
     def refresh_init(self, *_):
         """Re-read the registry for models to start from."""
@@ -409,6 +442,8 @@ class TrainWidget(QWidget):
             overwrite=bool(self.replace.value),
             preview_image=self._preview_source() if self.preview_every.value else None,
             preview_every=int(self.preview_every.value),
+            register="if-learned",
+            register_on_stop=bool(self.register_on_stop.value),
         )
 
     def _preview_source(self):
@@ -419,7 +454,7 @@ class TrainWidget(QWidget):
             if (
                 isinstance(layer, Image)
                 and layer.visible
-                and layer.name != PREVIEW_LAYER
+                and not is_helper_layer(layer)
                 and not layer.rgb
             ):
                 data = layer.data[0] if layer.multiscale else layer.data
@@ -462,6 +497,7 @@ class TrainWidget(QWidget):
 
     def _launch(self, resume: bool):
         self._active = True
+        self.register_anyway.visible = False
         self.start_button.enabled = self.resume_button.enabled = False
         self.stop_button.enabled = True
         self.progress.setFormat("starting…")
@@ -542,6 +578,7 @@ class TrainWidget(QWidget):
             return
         src = getattr(self, "_preview_of", None)
         kw = {"scale": src.scale[-2:], "translate": src.translate[-2:]} if src is not None else {}
+        kw["metadata"] = helper_metadata(src.name if src is not None else None, "training preview")
         self._viewer.add_image(
             data,
             name=PREVIEW_LAYER,
@@ -565,10 +602,30 @@ class TrainWidget(QWidget):
     def _on_returned(self, result):
         self.result = result
         if result.stopped:
-            self._say(
-                f"Stopped at step {self.steps[-1] if self.steps else '?'}; "
-                f"Resume continues {result.run_dir.name}."
+            step = self.steps[-1] if self.steps else "?"
+            if result.model_name:
+                self._say(
+                    f"Stopped at step {step}; the best weights so far are registered as the "
+                    f"partial model {result.model_name!r}. Resume continues {result.run_dir.name}."
+                )
+                models_changed_event(self._viewer)(name=result.model_name)
+                self.refresh_init()
+            elif self.run is not None and self.run.register_on_stop:
+                self._say(
+                    f"Stopped at step {step} before the first validation: nothing to register "
+                    f"yet. Resume continues {result.run_dir.name}."
+                )
+            else:
+                self._say(f"Stopped at step {step}; Resume continues {result.run_dir.name}.")
+            return
+        if result.not_registered:
+            text = (
+                f"Not registered: {result.not_registered}. Label more objects or train longer; "
+                "'Register anyway' keeps it."
             )
+            self._say(text)
+            show_warning(text)
+            self.register_anyway.visible = True
             return
         best = next((h for h in reversed(result.history) if h.get("best")), {})
         score = (
@@ -579,6 +636,34 @@ class TrainWidget(QWidget):
         self._say(f"Registered model {result.model_name!r}{score}; it is in the Predict dock.")
         models_changed_event(self._viewer)(name=result.model_name)
         self.refresh_init()
+
+    def register_unlearned(self, *_):
+        """Register the last run although it learnt nothing (the user asked); returns the worker."""
+        from ...core.training.registration import register_run
+
+        if self.result is None or not self.result.not_registered:
+            return None
+        self.register_anyway.enabled = False
+        self._say("Registering…")
+        return start_worker(
+            register_run,
+            self.result.run_dir,
+            overwrite=bool(self.replace.value),
+            on_returned=self._on_registered,
+            on_errored=lambda e: self._say(f"Not registered: {e}"),
+            on_finished=self._after_register,
+        )
+
+    def _on_registered(self, card):
+        self.result.model_name, self.result.card, self.result.not_registered = card.name, card, None
+        self.register_anyway.visible = False
+        self._say(f"Registered model {card.name!r} (it learnt nothing on validation).")
+        models_changed_event(self._viewer)(name=card.name)
+        self.refresh_init()
+
+    def _after_register(self, *_):
+        self.register_anyway.enabled = True
+        self.register_anyway.visible = bool(self.result and self.result.not_registered)
 
     def _on_errored(self, exc):
         self.error = str(exc)
