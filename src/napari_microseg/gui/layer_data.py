@@ -179,12 +179,16 @@ def source_image_name(layer) -> str | None:
     return str(name) if name else None
 
 
-def labels_of_image(viewer, image) -> list:
-    """The (non-helper) Labels layers made on ``image``, by their recorded source image."""
+def labels_of_image(viewer, image, *, ground_truth: bool = False) -> list:
+    """The (non-helper) Labels layers made on ``image``, by their recorded source image.
+
+    A sample's ground truth is left out (it is never the user's labels to edit)
+    unless ``ground_truth`` is true, e.g. when the image's pixel size changes.
+    """
     from napari.layers import Labels
 
     return [lyr for lyr in user_layers(viewer, Labels) if source_image_name(lyr) == image.name
-            and not lyr.metadata.get("ground_truth")]  # a sample's truth is never the user's labels
+            and (ground_truth or not lyr.metadata.get("ground_truth"))]
 
 
 def sample_to_layers(sample, name: str) -> list[tuple]:

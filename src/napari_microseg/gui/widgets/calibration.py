@@ -70,7 +70,7 @@ def calibration_scope(viewer, layer) -> list:
     Other layers of the same shape are *not* included: two same-size camera images
     can have different magnifications.
     """
-    return [layer, *[lab for lab in labels_of_image(viewer, layer) if lab is not layer]]
+    return [layer, *[lab for lab in labels_of_image(viewer, layer, ground_truth=True) if lab is not layer]]
 
 
 def other_candidates(viewer, layer) -> list:
