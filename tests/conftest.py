@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,10 @@ ARTIFACTS = Path(os.environ.get("MICROSEG_TEST_ARTIFACTS", REPO / "test-artifact
 _SETTINGS_DIR = Path(tempfile.mkdtemp(prefix="microseg-test-settings-"))
 os.environ.setdefault("NAPARI_CONFIG", str(_SETTINGS_DIR / "napari-settings.yaml"))
 os.environ.setdefault("MICROSEG_CONFIG_DIR", str(_SETTINGS_DIR / "napari-microseg"))
+# qtpy (so napari and the plugin) picks the binding QT_API names; pytest-qt guesses its
+# own (PyQt6 before PyQt5) unless told: with both installed they must not differ.
+if os.environ.get("QT_API") and not os.environ.get("PYTEST_QT_API"):
+    os.environ["PYTEST_QT_API"] = os.environ["QT_API"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,6 +37,33 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the plugin's background workers before the interpreter exits.
+
+    QApplication's destructor waits (holding the interpreter) for every thread of
+    Qt's global pool: a worker a test left running made the run hang after its
+    last test (seen on napari 0.10 + PyQt6). Stop them here; fail the run, naming
+    them, when they do not stop.
+    """
+    workers = sys.modules.get("napari_microseg.gui.workers")
+    if workers is None:
+        return
+    left = workers.stop_workers(msecs=60_000)
+    if left:
+        session.config._microseg_stuck_workers = left
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nbackground workers still running after the tests: {', '.join(left)}", file=sys.stderr)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without QApplication's wait when workers never stopped (the run already failed)."""
+    if getattr(config, "_microseg_stuck_workers", None):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(pytest.ExitCode.TESTS_FAILED))
 
 
 @pytest.fixture

@@ -30,4 +30,26 @@ def run(args) -> int:
 
         QTimer.singleShot(1500, shoot)
     napari.run()
+    return _end_background_jobs()
+
+
+def _end_background_jobs(msecs: int = 5_000) -> int:
+    """Stop the workers still running when the window closed (else exit waits for them).
+
+    Qt's application waits at exit for every background thread, so a long job the
+    window no longer shows (a batch run, a prediction) would keep the process alive
+    and then abort it; jobs that do not stop within ``msecs`` end with the process
+    (their files are written atomically, so none is left half-written).
+    """
+    import os
+    import sys
+
+    from ..gui.workers import stop_workers
+
+    left = stop_workers(msecs=msecs)
+    if left:
+        print(f"microseg gui: stopped with the window: {', '.join(left)}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -128,10 +128,10 @@ class TrainCurves(QWidget):
 
     def paintEvent(self, event):
         from qtpy.QtCore import QPointF, QRectF, Qt
-        from qtpy.QtGui import QColor, QFont, QPainter, QPen
+        from qtpy.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
 
         p = QPainter(self)
-        p.setRenderHint(QPainter.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.fillRect(self.rect(), QColor(DARK))
         font = QFont(p.font())
         font.setPointSize(7)
@@ -146,14 +146,14 @@ class TrainCurves(QWidget):
             (x0, x1), (y0, y1) = self._ranges(panel)
             p.setPen(QPen(fg, 1))
             p.drawRect(box)
-            p.drawText(QRectF(box.left(), 0, box.width(), 14), Qt.AlignCenter, titles[panel])
+            p.drawText(QRectF(box.left(), 0, box.width(), 14), Qt.AlignmentFlag.AlignCenter, titles[panel])
             p.drawText(
                 QRectF(box.left(), box.bottom() + 2, box.width(), 14),
-                Qt.AlignCenter,
+                Qt.AlignmentFlag.AlignCenter,
                 f"{x0:g} … {x1:g} {xlabels[panel]}" if panel == 0 else xlabels[panel],
             )
             for y, align in ((y1, box.top()), (y0, box.bottom() - 10)):
-                p.drawText(QRectF(box.left() - 36, align - 2, 34, 14), Qt.AlignRight, f"{y:.3g}")
+                p.drawText(QRectF(box.left() - 36, align - 2, 34, 14), Qt.AlignmentFlag.AlignRight, f"{y:.3g}")
 
             def to_px(x, y, box=box, x0=x0, x1=x1, y0=y0, y1=y1):
                 return QPointF(
@@ -174,7 +174,7 @@ class TrainCurves(QWidget):
                 pen = QPen(QColor(colour), 1.0 if key == "loss" else 1.6)
                 p.setPen(pen)
                 if len(pts) > 1:
-                    p.drawPolyline(pts)
+                    p.drawPolyline(QPolygonF(pts))
                 if key != "loss":
                     for q in pts:
                         p.drawEllipse(q, 2.0, 2.0)
@@ -182,6 +182,6 @@ class TrainCurves(QWidget):
                     QPointF(box.right() - 60, legend_y + 5), QPointF(box.right() - 50, legend_y + 5)
                 )
                 p.setPen(fg)
-                p.drawText(QRectF(box.right() - 48, legend_y, 47, 12), Qt.AlignLeft, label)
+                p.drawText(QRectF(box.right() - 48, legend_y, 47, 12), Qt.AlignmentFlag.AlignLeft, label)
                 legend_y += 11
         p.end()

@@ -51,3 +51,42 @@ def start_worker(
         worker.errored.connect(on_errored)
     worker.start()
     return worker
+
+
+def stop_workers(msecs: int = 30_000) -> list[str]:
+    """Ask every running background worker to stop and wait for Qt's thread pool.
+
+    Call before the process ends: ``QCoreApplication``'s destructor waits, holding
+    the interpreter, for every thread of Qt's global pool, so a worker still running
+    then makes the process hang at exit (or abort, when it finishes after its
+    signals were deleted). Generator workers stop at their next ``yield``; plain
+    functions are waited for.
+
+    Parameters
+    ----------
+    msecs : int
+        How long to wait for the workers, in milliseconds.
+
+    Returns
+    -------
+    list of str
+        The functions of the workers still running after ``msecs`` (empty when
+        every worker has ended).
+    """
+    from qtpy.QtCore import QCoreApplication, QThreadPool
+    from superqt.utils._qthreading import WorkerBase
+
+    running = list(WorkerBase._worker_set)
+    for worker in running:
+        worker.quit()
+    pool = QThreadPool.globalInstance()
+    pool.clear()  # workers queued but not started never start
+    done = pool.waitForDone(msecs)
+    if QCoreApplication.instance() is not None:
+        QCoreApplication.processEvents()  # deliver the workers' last signals
+    if done:
+        return []
+    left = [w for w in running if w in WorkerBase._worker_set]
+    names = [getattr(getattr(w, "_func", getattr(w, "_gen", None)), "__qualname__", type(w).__name__)
+             for w in left]
+    return names or [f"{pool.activeThreadCount()} thread(s) of Qt's global pool"]
