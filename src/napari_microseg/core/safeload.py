@@ -18,13 +18,13 @@ loaded, so a bit flip is reported instead of silently used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import warnings
 from pathlib import Path
 
 from .errors import CorruptFileError, MicrosegError
+from .hashing import file_sha256
 
 #: Suffix of the digest record written beside a checkpoint.
 DIGEST_SUFFIX = ".sha256.json"
@@ -38,13 +38,6 @@ class IntegrityError(CorruptFileError):
     """A file's bytes no longer match the SHA-256 recorded when it was written."""
 
 
-def file_sha256(path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def digest_path(path) -> Path:

@@ -14,7 +14,6 @@ to run unless ``verify=False`` (``--no-verify`` on the command line).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from .atomic import write_json_atomic
 from .errors import MicrosegError
+from .hashing import file_sha256
 
 #: Environment variable naming one checkpoint file to use.
 ENV_CHECKPOINT = "MICROSEG_SAM2_CHECKPOINT"
@@ -181,13 +181,8 @@ def resolve_weights(model_id: str, path: str | os.PathLike | None = None) -> Pat
     return found
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+#: Hex SHA-256 of a file, streamed (see :func:`~napari_microseg.core.hashing.file_sha256`).
+sha256_file = file_sha256
 
 
 def _checksum_memo_path() -> Path:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from ... import __version__
 from ..atomic import atomic_path
 from ..calibration import PixelSize
 from ..errors import CorruptFileError, MicrosegError
+from ..hashing import file_sha256
 
 _META_PREFIX = "_"
 _STR_DTYPES = ("str", "string")
@@ -56,13 +56,6 @@ CHUNK_ROWS = 20_000
 _XLSX_PROGRESS_ROWS = 5_000
 
 
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes (as ``sha256sum`` prints it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _jsonable(obj):
