@@ -12,7 +12,8 @@ as ``microseg ...`` runs it, so the peaks are separate:
   (DefectSegNet growth 2, depth 2, one layer per block: a tiny dense U-Net,
   random weights, head bias set so about 30 % of the pixels are foreground), tile
   1024, halo 32; ``microseg predict --model bench-tiny IMAGE --out DIR
-  --min-size-px 4``.
+  --min-size-px 4``. Above ``blockwise.BLOCKWISE_PIXELS`` (64 Mpx) this runs
+  block by block; ``predict-whole`` forces the whole-image path for comparison.
 
 Peak memory is the child's ``VmHWM`` (peak resident set, reset by exec; falls
 back to ``ru_maxrss``); ``baseline_rss_mb`` is the peak after imports, before
@@ -130,6 +131,10 @@ def child(case: str, folder: Path) -> dict:
     importlib.import_module("napari_microseg.core.measure")
     if case.startswith("predict"):
         importlib.import_module("napari_microseg.core.models")
+    if case == "predict-whole":  # the whole-image path, whatever the size
+        from napari_microseg.core.models import blockwise
+
+        blockwise.BLOCKWISE_PIXELS = float("inf")
 
     out = folder / f"out_{case}"
     out.mkdir(exist_ok=True)
@@ -168,7 +173,8 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=200_000)
     ap.add_argument("--predict-size", type=int, default=12000)
     ap.add_argument("--cases", default="measure-csv,measure-xlsx,predict",
-                    help="comma-separated: measure-csv, measure-xlsx, predict, predict-prob")
+                    help="comma-separated: measure-csv, measure-xlsx, predict, predict-prob, "
+                    "predict-whole")
     ap.add_argument("--folder", help="work folder (default: a temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -21,7 +21,9 @@ def register(sub) -> None:
         help="segment micrographs with a trained model; write labels (+ probabilities)",
         description="Run a registered model (see MICROSEG_MODELS_DIR) on each IMAGE and write "
         "<stem>_labels.tif with its .labels.json sidecar (classes, pixel size, provenance) "
-        "into --out. An unreadable image is reported and skipped; the exit code is then 1.",
+        "into --out. Images above 64 Mpx are predicted block by block (bounded memory, tiled "
+        "TIFF output, temporary files in --out). An unreadable image is reported and skipped; "
+        "the exit code is then 1.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="micrographs to segment")
     p.add_argument("--model", required=True, help="registered model name, model folder or file")
@@ -131,13 +133,18 @@ def predict_one(path, model, card, args, settings, stem: str | None = None) -> s
             "not resampled to the model's scale, sizes in px",
             stacklevel=2,
         )
+    from ..core.models.blockwise import use_blocks
+
     scores = None
     ps = mg.pixel_size
-    image = np.asarray(mg.data)
+    blocks = card.task == "semantic" and use_blocks(mg.shape)
+    image = None if blocks else np.asarray(mg.data)  # blockwise: read a region at a time
     out = Path(args.out)
     stem = stem or Path(path).stem
     kw = dict(pixel_size=ps, tile=args.tile, halo=args.halo, batch_size=args.batch_size)
-    if card.task == "instance":
+    if blocks:
+        labels = inst = None  # written tile by tile below
+    elif card.task == "instance":
         score = 0.5 if args.threshold is None else args.threshold
         pred = predict_instances(model, card, image, score_threshold=score, **kw)
         labels, inst = pred.labels, pred.instance_classes
@@ -167,14 +174,69 @@ def predict_one(path, model, card, args, settings, stem: str | None = None) -> s
                            settings={**record["prediction"], **record["postprocess"]})
     if scores is not None:
         meta["scores"] = {str(k): round(float(v), 4) for k, v in sorted(scores.items())}
-    files = write_labels(out / f"{stem}_labels.tif", labels, instance_classes=inst,
-                         classes=card.class_table(), pixel_size=ps, metadata=meta)
+    if labels is None:
+        inst, files = _predict_blocks(path, mg, model, card, args, settings, out, stem, meta)
+    else:
+        files = write_labels(out / f"{stem}_labels.tif", labels, instance_classes=inst,
+                             classes=card.class_table(), pixel_size=ps, metadata=meta)
     names = card.class_table().names()
-    counts = {}
-    for c in inst.values():
-        counts[names[c]] = counts.get(names[c], 0) + 1
+    if isinstance(inst, tuple):  # blockwise: (ids, class ids) arrays
+        found, n = np.unique(inst[1], return_counts=True)
+        order = np.argsort([list(names).index(int(c)) if int(c) in names else 0 for c in found],
+                           kind="stable")
+        counts = {names[int(found[i])]: int(n[i]) for i in order}
+        total = int(inst[0].size)
+    else:
+        counts = {}
+        for c in inst.values():
+            counts[names[c]] = counts.get(names[c], 0) + 1
+        total = len(inst)
     detail = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none"
-    return f"{path}: {len(inst)} objects ({detail}) -> {files['labels']}"
+    return f"{path}: {total} objects ({detail}) -> {files['labels']}"
+
+
+def _predict_blocks(path, mg, model, card, args, settings, out: Path, stem: str, meta: dict):
+    """Blockwise prediction of a huge image: labels (and probabilities) written tile by tile.
+
+    Returns ``((instance ids, class ids), files)``: arrays, not a dict, for millions of objects.
+    """
+    import tempfile
+
+    import tifffile
+
+    from ..core.atomic import atomic_path
+    from ..core.labels_io import write_labels_tiles
+    from ..core.models.blockwise import TIFF_TILE, predict_blockwise
+
+    meta["blockwise"] = True
+    with tempfile.TemporaryDirectory(prefix=".microseg-blocks-", dir=out) as work:
+        with step_progress(f"predict {Path(path).name}") as progress:
+            res = predict_blockwise(
+                model, card, _regions(path, mg.data), settings, pixel_size=mg.pixel_size,
+                analysis_mask=mg.analysis_mask, tile=args.tile, halo=args.halo,
+                batch_size=args.batch_size, tta=args.tta, probabilities=args.probabilities,
+                progress=progress, work_dir=work)
+        if args.probabilities:
+            with atomic_path(out / f"{stem}_prob.tif") as tmp:
+                tifffile.imwrite(tmp, res.probability_tiles(), shape=(res.n_classes, *res.shape),
+                                 dtype=np.float32, tile=(TIFF_TILE, TIFF_TILE), compression="zlib",
+                                 metadata={"axes": "CYX",
+                                           "classes": [c["name"] for c in card.classes]})
+        files = write_labels_tiles(
+            out / f"{stem}_labels.tif", res.label_tiles(), shape=res.shape, dtype=res.dtype,
+            n_instances=res.n_instances, tile=TIFF_TILE,
+            instance_classes=(res.instance_ids, res.instance_class_ids),
+            classes=card.class_table(), pixel_size=mg.pixel_size, metadata=meta)
+    return (res.instance_ids, res.instance_class_ids), files
+
+
+def _regions(path, data):
+    """``data``, or a memmap region reader when it is a lazily opened, uncompressed TIFF."""
+    from ..core.models.blockwise import MemmapRegions
+
+    if isinstance(data, np.ndarray) or Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return data
+    return MemmapRegions.open(path, data)
 
 
 def _remap(before: np.ndarray, after: np.ndarray, values: dict) -> dict:

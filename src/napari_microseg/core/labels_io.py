@@ -23,7 +23,7 @@ import numpy as np
 import tifffile
 
 from .. import __version__
-from .atomic import atomic_path, write_json_atomic
+from .atomic import atomic_path
 from .calibration import PixelSize
 from .classes import ClassTable, check_instance_classes
 from .errors import CorruptFileError, LabelsError
@@ -113,20 +113,132 @@ def write_labels(
         raise LabelsError(f"Labels of dtype {arr.dtype} are not instance ids.")
     dtype = labels_dtype(arr)
     arr = arr.astype(dtype, copy=False)
+    return _write_files(path, arr, arr.shape, dtype, int(len(np.unique(arr[arr > 0]))),
+                        instance_classes, classes, pixel_size, metadata)
+
+
+def write_labels_tiles(
+    path,
+    tiles,
+    *,
+    shape: tuple[int, int],
+    dtype,
+    n_instances: int,
+    tile: int = 256,
+    instance_classes: dict | None = None,
+    classes: ClassTable | None = None,
+    pixel_size: PixelSize | None = None,
+    metadata: dict | None = None,
+) -> dict[str, Path]:
+    """Write instance labels from an iterator of TIFF tiles, never holding the whole image.
+
+    The TIFF is tiled (``tile`` x ``tile``) and otherwise as :func:`write_labels`
+    writes it (same resolution tags, same sidecar).
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.tif``/``.tiff`` path.
+    tiles : iterable of ndarray
+        The tiles in row-major order, each ``tile`` x ``tile`` (smaller at the
+        right and bottom edges), of ``dtype``.
+    shape : (int, int)
+        Rows and columns of the whole image.
+    dtype : numpy dtype
+        ``uint16`` or ``uint32``.
+    n_instances : int
+        Number of distinct non-zero ids (for the sidecar).
+    tile : int
+        Tile side, a multiple of 16.
+    instance_classes : dict or (ndarray, ndarray)
+        ``{instance_id: class_id}``, or the ids and their class ids as two
+        arrays (millions of objects without a Python object each).
+    classes, pixel_size, metadata
+        See :class:`LabelsRecord`.
+
+    Returns
+    -------
+    dict
+        ``{"labels": tif_path, "sidecar": json_path}``.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        raise LabelsError(f"Labels are written as .tif/.tiff, not {path.suffix!r} ({path.name}).")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
+        raise LabelsError(f"Tiled labels are uint16 or uint32, not {dtype}.")
+    return _write_files(path, tiles, tuple(int(v) for v in shape), dtype, int(n_instances),
+                        instance_classes, classes, pixel_size, metadata, tile=(tile, tile))
+
+
+def _class_arrays(instance_classes, classes: ClassTable) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(ids, class_ids)`` int64 arrays sorted by id, from a dict or a pair of arrays.
+
+    A pair of arrays (as blockwise prediction gives for millions of objects) is
+    checked without building Python objects per instance.
+    """
+    if isinstance(instance_classes, tuple):
+        ids, cls = (np.asarray(a, np.int64).ravel() for a in instance_classes)
+        if ids.size != cls.size:
+            raise LabelsError(f"Got {ids.size} instance ids but {cls.size} class ids.")
+        if ids.size and ids.min() <= 0:
+            raise LabelsError(f"Instance id must be positive, got {int(ids.min())}.")
+        known = np.array(sorted(c.id for c in classes), np.int64)
+        bad = ~np.isin(cls, known)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise LabelsError(f"Instance {int(ids[i])} has class {int(cls[i])}, which is not in "
+                              f"the class table {known.tolist()}.")
+    else:
+        checked = check_instance_classes(instance_classes or {}, classes)
+        ids = np.fromiter(checked.keys(), np.int64, len(checked))
+        cls = np.fromiter(checked.values(), np.int64, len(checked))
+        del checked
+    order = np.argsort(ids, kind="stable")
+    return ids[order], cls[order]
+
+
+#: Instances per chunk of the sidecar's ``instance_classes`` written at a time.
+SIDECAR_CHUNK = 100_000
+
+
+def _write_sidecar(side: Path, sidecar: dict, ids: np.ndarray, cls: np.ndarray) -> None:
+    """The sidecar as indented JSON, its ``instance_classes`` streamed in chunks (atomic).
+
+    Equivalent to ``json.dumps(sidecar, indent=2)`` with the mapping in place,
+    without building a string per instance for millions of instances at once.
+    """
+    from .atomic import _json_default
+
+    marker = f"@@instance-classes-{id(sidecar)}@@"
+    head = json.dumps({**sidecar, "instance_classes": marker}, indent=2, default=_json_default)
+    before, after = head.split(json.dumps(marker), 1)
+    with atomic_path(side) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(before + "{")
+        for i in range(0, ids.size, SIDECAR_CHUNK):
+            f.write(("," if i else "") + ",".join(
+                f'\n    "{k}": {v}' for k, v in zip(ids[i : i + SIDECAR_CHUNK].tolist(),
+                                                 cls[i : i + SIDECAR_CHUNK].tolist(), strict=True)))
+        f.write(("\n  }" if ids.size else "}") + after)
+
+
+def _write_files(path: Path, data, shape, dtype, n_instances, instance_classes, classes,
+                 pixel_size, metadata, tile=None) -> dict[str, Path]:
+    """TIFF (an array, or tiles with ``tile``) plus sidecar, both atomic."""
     classes = classes if classes is not None else ClassTable()
-    instance_classes = check_instance_classes(instance_classes or {}, classes)
+    ids, cls = _class_arrays(instance_classes, classes)
     pixel_size = pixel_size or PixelSize.uncalibrated()
 
     sidecar = {
         "format": SIDECAR_FORMAT,
         "version": SIDECAR_VERSION,
         "plugin_version": __version__,
-        "shape": list(arr.shape),
+        "shape": list(shape),
         "dtype": str(dtype),
-        "n_instances": int(len(np.unique(arr[arr > 0]))),
+        "n_instances": n_instances,
         "pixel_size": pixel_size.to_dict(),
         "classes": classes.to_list(),
-        "instance_classes": {str(k): v for k, v in sorted(instance_classes.items())},
+        "instance_classes": None,  # streamed by _write_sidecar
         "metadata": metadata or {},
     }
     kwargs = {}
@@ -139,10 +251,12 @@ def write_labels(
     elif pixel_size.calibrated:
         # TIFF resolution tags count pixels per centimetre.
         kwargs = dict(resolution=(1e7 / pixel_size.x_nm, 1e7 / pixel_size.y_nm), resolutionunit="CENTIMETER")
+    if tile is not None:
+        kwargs.update(shape=shape, dtype=dtype, tile=tile)
     side = sidecar_path(path)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, arr, compression="zlib", **kwargs)
-        write_json_atomic(side, sidecar)
+        tifffile.imwrite(tmp, data, compression="zlib", **kwargs)
+        _write_sidecar(side, sidecar, ids, cls)
     return {"labels": path, "sidecar": side}
 
 

@@ -178,6 +178,7 @@ def predict_probabilities(
     tta: bool = False,
     progress=None,
     cancel=None,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Per-class probability maps of a semantic model over a whole image.
 
@@ -203,6 +204,9 @@ def predict_probabilities(
     cancel : callable, optional
         Checked before every batch; when it returns True,
         :class:`InferenceCancelled` is raised.
+    window : (float, float), optional
+        Intensity window mapped to [0, 1] instead of the card's normalisation of
+        ``image`` (blockwise prediction passes the whole image's window).
 
     Returns
     -------
@@ -215,7 +219,7 @@ def predict_probabilities(
     check_inference_args(tile, halo, batch_size)
     image = check_image(image, card)
     tile, halo, multiple = effective_tiling(model, card, tile, halo)
-    window = intensity_window(image, card)
+    window = intensity_window(image, card) if window is None else window
     factors = resample_factors(pixel_size, card)
     if factors is None:
         return _tiled(model, card, image, window, tile, halo, multiple, batch_size, tta, progress,
