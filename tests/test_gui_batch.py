@@ -108,6 +108,8 @@ def test_batch_dock_runs_and_reports(make_napari_viewer, qtbot, tiny, tmp_path):
     assert w.result.count("ok") == 3 and len(w.result.failed) == 1
     assert "3 processed" in w.status.text() and "1 failed" in w.status.text()
     assert "report.html" in w.status.text()
+    # why it failed is on the dock, not only in the report
+    assert not w.errors.isHidden() and w.errors.text().startswith("broken.tif: ")
     # run again: everything finished is skipped
     w.result = None
     w.run()

@@ -123,8 +123,14 @@ class BatchWidget(QWidget):
         self.report_path = QLabel("")
         self.report_path.setWordWrap(True)
         self.report_path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # why images failed, so that nobody needs the report to learn it
+        self.errors = QLabel("")
+        self.errors.setWordWrap(True)
+        self.errors.setStyleSheet("color: #e06c6c;")
+        self.errors.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.errors.hide()
         layout = QVBoxLayout(self)
-        for w in (self.params.native, self.bar, self.status, self.report_path):
+        for w in (self.params.native, self.bar, self.status, self.errors, self.report_path):
             layout.addWidget(w)
         layout.addStretch()
         self._timer = QTimer(self)
@@ -259,6 +265,12 @@ class BatchWidget(QWidget):
             + (" (cancelled)" if i["cancelled"] else "")
             + (f'. <a href="{report}">Open the report</a>' if report else "")
         )
+        failed = [r for r in run.results if r.status == "error"]
+        lines = [f"{Path(r.image).name}: {r.error}" for r in failed[:3]]
+        if len(failed) > 3:
+            lines.append(f"… and {len(failed) - 3} more (see the report)")
+        self.errors.setText("\n".join(lines))
+        self.errors.setVisible(bool(lines))
         if run.report is not None:
             self.report_path.setText(f"Report: {run.report.resolve()}")
 
