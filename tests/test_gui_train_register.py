@@ -92,3 +92,23 @@ def test_stop_can_register_the_best_so_far_as_partial(make_napari_viewer, qtbot,
     assert [e.name for e in list_models()] == ["cut-partial"]
     assert "cut-partial" in predict.model.choices
     assert w.resume_button.enabled
+
+
+def test_removing_a_layer_drops_its_pairs(make_napari_viewer, dirs):  # noqa: F811
+    from napari_microseg.gui.widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    img, lab = add_sample(viewer, 0, "a")
+    vimg, vlab = add_sample(viewer, 1, "b")
+    w = TrainWidget(viewer)
+    w.reset_choices()
+    w.image.value, w.labels.value = img, lab
+    w.add_pair("train")
+    w.image.value, w.labels.value = vimg, vlab
+    w.add_pair("validation")
+    assert w.source_list.count() == 2 and not w.source_list.isHidden()
+    viewer.layers.remove(lab)
+    assert w.source_list.count() == 1 and w.data.sources[0]["labels"] is vlab
+    viewer.layers.remove(vimg)
+    assert w.source_list.count() == 0 and w.source_list.isHidden()
+    assert not w.data.source_hint.isHidden()

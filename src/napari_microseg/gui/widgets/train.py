@@ -23,7 +23,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
     LineEdit,
     PushButton,
@@ -32,24 +31,21 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QProgressBar,
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible
 
 from ...core.errors import MicrosegError
 from ...core.training import TRAINABLE, AugmentConfig, TrainConfig, check_training_data
 from ..layer_data import helper_metadata, is_helper_layer
-from ..layer_follow import LayerFollower, layer_picker
 from ..model_events import models_changed_event
 from ..plots import TrainCurves
 from ..training_run import TrainingRun, card_classes, layer_train_image, training_threads
 from ..workers import start_worker
+from .train_sources import TrainSources, section
 
 if TYPE_CHECKING:
     import napari
@@ -99,21 +95,12 @@ def typable(box) -> None:
     box.native.setKeyboardTracking(False)
 
 
-def _section(title: str, widgets, expanded: bool = True) -> QCollapsible:
-    box = QCollapsible(title)
-    box.addWidget(Container(widgets=widgets).native)
-    if expanded:
-        box.expand(animate=False)
-    return box
-
-
 class TrainWidget(QWidget):
     """Dock widget: layers or folders + settings → a trained, registered model."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
-        self._sources: list[dict] = []
         self.run: TrainingRun | None = None
         self.result = None
         self.error: str | None = None
@@ -125,35 +112,11 @@ class TrainWidget(QWidget):
         self.in_process = False
         self._last_draw = 0.0
 
-        # -- data
-        # no helper layers offered; both follow the active layer unless the user chose one
-        self.image = layer_picker(viewer, "Image", "image")
-        self.labels = layer_picker(viewer, "Labels", "labels", nullable=True)  # never the truth by default
-        self.add_train = PushButton(text="+ training")
-        self.add_val = PushButton(text="+ validation")
-        self.add_folder = PushButton(text="+ folder…")
-        self.remove = PushButton(text="Remove")
-        self.add_train.tooltip = "Add the image and labels above as a training pair."
-        self.add_val.tooltip = "Add the image and labels above as a validation pair."
-        self.add_folder.tooltip = (
-            "Add a dataset folder: images/ with masks/, boxes/ or a COCO .json."
-        )
-        self.remove.tooltip = "Remove the selected entries."
-        self.source_list = QListWidget()
-        self.source_list.setMaximumHeight(72)
-        self.source_hint = QLabel("Nothing added: Start trains on the image and labels above.")
-        self.source_hint.setWordWrap(True)
-        self.source_hint.setStyleSheet("color: #9a9a9a;")
-        self.source_list.setToolTip(
-            "What the run trains on. Empty: the image and labels chosen above. "
-            "Folders: images/ with masks/, boxes/ or a COCO .json."
-        )
-        self.val_share = FloatSpinBox(
-            label="validation share", min=0.0, max=0.9, step=0.05, value=0.2
-        )
-        self.val_share.tooltip = (
-            "Share of the training images held out, when no validation pair is added."
-        )
+        # -- data: pairs and folders (train_sources.py)
+        self.data = TrainSources(viewer, self)
+        self.image, self.labels = self.data.image, self.data.labels
+        self.source_list, self.val_share = self.data.source_list, self.data.val_share
+        self.add_pair, self.add_folder_source = self.data.add_pair, self.data.add_folder_source
         # -- model
         self.architecture = ComboBox(label="architecture", choices=list(TRAINABLE), value="unet")
         self.init = ComboBox(label="start from", choices=[NO_INIT])
@@ -209,27 +172,15 @@ class TrainWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        data = _section("Data", [self.image, self.labels])
-        row = Container(
-            widgets=[self.add_train, self.add_val, self.add_folder, self.remove],
-            layout="horizontal",
-            labels=False,
-        )
-        row.margins = (0, 0, 0, 0)
-        data.addWidget(row.native)
-        data.addWidget(self.source_hint)
-        data.addWidget(self.source_list)
-        data.addWidget(Container(widgets=[self.val_share]).native)
-        self.source_list.hide()
-        layout.addWidget(data)
+        layout.addWidget(self.data.widget)
         layout.addWidget(
-            _section(
+            section(
                 "Model",
                 [self.architecture, self.init, self.name, self.replace, self.register_on_stop],
             )
         )
         layout.addWidget(
-            _section(
+            section(
                 "Training",
                 [
                     self.patch,
@@ -242,7 +193,7 @@ class TrainWidget(QWidget):
             )
         )
         layout.addWidget(
-            _section(
+            section(
                 "More settings",
                 [self.lr, self.augment, self.patience, self.preview_every, self.params],
                 expanded=False,
@@ -260,26 +211,20 @@ class TrainWidget(QWidget):
         self._timer = QTimer(self)
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.poll)
-        self.add_train.changed.connect(lambda *_: self.add_pair("train"))
-        self.add_val.changed.connect(lambda *_: self.add_pair("validation"))
-        self.add_folder.changed.connect(self._on_add_folder)
-        self.remove.changed.connect(self._on_remove)
         self.architecture.changed.connect(self._on_architecture)
         self.init.changed.connect(self._on_init)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
         self.register_anyway.changed.connect(self.register_unlearned)
-        self._follow = LayerFollower(viewer, image=self.image, labels=self.labels)
         viewer.layers.events.inserted.connect(self.reset_choices)
-        viewer.layers.events.removed.connect(self._on_layer_removed)
         self.refresh_init()
 
     # -- choices ----------------------------------------------------------------------------
 
     def reset_choices(self, *_):
         """Refresh the layer pickers (they follow the active layer unless the user chose one)."""
-        self._follow.reset_choices()
+        self.data.follower.reset_choices()
 
     def refresh_init(self, *_):
         """Re-read the registry for models to start from."""
@@ -305,57 +250,6 @@ class TrainWidget(QWidget):
         if card is not None:
             self.params.value = json.dumps(card.params)  # the weights fit only this network
 
-    # -- data sources -----------------------------------------------------------------------
-
-    def add_pair(self, role: str = "train") -> None:
-        """Add the chosen (image, labels) pair as training or validation data."""
-        img, lab = self.image.value, self.labels.value
-        if img is None or lab is None:
-            show_error("Choose an image and a Labels layer to add.")
-            return
-        self._add_source(
-            {"kind": "layers", "image": img, "labels": lab, "role": role},
-            f"{role}: {img.name}  ↔  {lab.name}",
-        )
-
-    def add_folder_source(self, path, role: str = "train") -> None:
-        """Add a dataset folder (see :func:`~napari_microseg.core.training.load_folder`)."""
-        self._add_source(
-            {"kind": "folder", "path": str(path), "role": role}, f"{role}: folder {path}"
-        )
-
-    def _add_source(self, src: dict, text: str) -> None:
-        self._sources.append(src)
-        self.source_list.addItem(text)
-        self._sources_changed()
-
-    def _sources_changed(self) -> None:
-        self.source_list.setVisible(bool(self._sources))
-        self.source_hint.setVisible(not self._sources)
-
-    def _on_add_folder(self, *_):
-        path = QFileDialog.getExistingDirectory(
-            self, "Dataset folder (images/ with masks/, boxes/ or COCO)"
-        )
-        if path:
-            self.add_folder_source(path)
-
-    def _on_remove(self, *_):
-        for row in sorted((i.row() for i in self.source_list.selectedIndexes()), reverse=True):
-            self.source_list.takeItem(row)
-            del self._sources[row]
-        self._sources_changed()
-
-    def _on_layer_removed(self, event):
-        layer = event.value
-        for row in range(len(self._sources) - 1, -1, -1):
-            s = self._sources[row]
-            if s["kind"] == "layers" and (s["image"] is layer or s["labels"] is layer):
-                self.source_list.takeItem(row)
-                del self._sources[row]
-        self._sources_changed()
-        self.reset_choices()
-
     # -- start ------------------------------------------------------------------------------
 
     @property
@@ -369,7 +263,7 @@ class TrainWidget(QWidget):
         from ...core.models.registry import models_dir
         from ...core.training.engine import default_run_dir
 
-        sources = self._sources or []
+        sources = self.data.sources or []
         if not sources:
             if self.image.value is None or self.labels.value is None:
                 raise MicrosegError(
