@@ -15,6 +15,15 @@ as ``microseg ...`` runs it, so the peaks are separate:
   --min-size-px 4``. Above ``blockwise.BLOCKWISE_PIXELS`` (64 Mpx) this runs
   block by block; ``predict-whole`` forces the whole-image path for comparison.
 
+* ``measure-blockwise``: a ``--blockwise-size``² uint32 label image (default
+  20000²) with one disc per ``--blockwise-cell``² cell (radius 2 px up to ~13
+  px) plus discs of radius 300 px centred on block corners (each crossing four
+  blocks) and one of 500 px on the top border, written as a 256² tiled zlib
+  TIFF tile by tile (as ``microseg predict`` writes huge labels), and a
+  contiguous uncompressed uint8 image; ``microseg measure IMAGE LABELS --out
+  objects.csv``. Above ``measure.blockwise.BLOCKWISE_PIXELS`` (64 Mpx) both
+  stay lazy and are measured block by block.
+
 Peak memory is the child's ``VmHWM`` (peak resident set, reset by exec; falls
 back to ``ru_maxrss``); ``baseline_rss_mb`` is the peak after imports, before
 the command. Inputs are written by the parent beforehand (not measured).
@@ -24,6 +33,7 @@ Usage::
 
     python benchmarks/bench_memory.py --measure-size 4000 --objects 50000 --predict-size 4000
     python benchmarks/bench_memory.py  # 8000² / 200,000 objects, 12000² predict
+    python benchmarks/bench_memory.py --cases measure-blockwise --blockwise-size 40000
 """
 
 from __future__ import annotations
@@ -82,7 +92,63 @@ def synthetic_labels(size: int, objects: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def make_inputs(folder: Path, measure_size: int, objects: int, predict_size: int, cases) -> dict:
+def _blockwise_tile(y0: int, x0: int, tile: int, size: int, cell: int, big, seed: int) -> np.ndarray:
+    """One ``tile``² tile of the blockwise labels: a disc per ``cell``² cell plus the ``big`` discs.
+
+    Cell ``(i, j)`` holds id ``i * ncols + j + 1``, its radius and centre a
+    function of the cell (so tiles agree); big disc ``k`` holds id
+    ``ncols² + k + 1`` (ids stay below the whole-image path's limit, for "before" runs).
+    """
+    ncols = -(-size // cell)
+    yy, xx = np.mgrid[y0 : y0 + tile, x0 : x0 + tile]
+    iy, ix = yy // cell, xx // cell
+    h = (iy * 7919 + ix * 104729 + seed) % 1000 / 1000.0  # cheap per-cell pseudo-random
+    r = 2.0 + h * (cell / 2.0 - 3.0)
+    cy = iy * cell + cell / 2.0 + (h - 0.5) * (cell / 2.0 - r)
+    cx = ix * cell + cell / 2.0 - (h - 0.5) * (cell / 2.0 - r)
+    out = np.where((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r, iy * ncols + ix + 1, 0)
+    for k, (by, bx, br) in enumerate(big):
+        out[(yy - by) ** 2 + (xx - bx) ** 2 <= br * br] = ncols * ncols + k + 1
+    return out.astype(np.uint32)
+
+
+def blockwise_inputs(folder: Path, size: int, cell: int, tile: int = 256) -> dict:
+    """``size``² labels as tiled zlib TIFF (as ``microseg predict`` writes huge labels) and a
+    contiguous uint8 image (memmap path), both written without holding either whole."""
+    import tifffile
+
+    from napari_microseg.core.labels_io import write_labels_tiles
+    try:
+        from napari_microseg.core.measure.blockwise import BLOCK
+    except ImportError:  # "before" runs, on code without blockwise measuring
+        BLOCK = 4096
+
+    # discs of radius 300 centred on block corners: objects crossing up to four blocks
+    big = [(float(y), float(x), 300.0) for y in range(BLOCK, size - 300, 2 * BLOCK)
+           for x in range(BLOCK, size - 300, 2 * BLOCK)]
+    big.append((0.0, size / 2.0, 500.0))  # one on the image border
+
+    def tiles():
+        for y in range(0, size, tile):
+            for x in range(0, size, tile):
+                t = _blockwise_tile(y, x, tile, size, cell, big, 0)
+                yield t[: size - y, : size - x]
+
+    n_cells = (-(-size // cell)) ** 2
+    write_labels_tiles(folder / "blockwise_labels.tif", tiles(), shape=(size, size),
+                       dtype=np.uint32, n_instances=n_cells + len(big), tile=tile)
+    img = tifffile.memmap(folder / "blockwise_image.tif", shape=(size, size), dtype=np.uint8)
+    rng = np.random.default_rng(2)
+    for y in range(0, size, 1024):
+        img[y : y + 1024] = rng.integers(0, 250, img[y : y + 1024].shape, dtype=np.uint8)
+    img.flush()
+    del img
+    return {"blockwise_image": [size, size], "blockwise_cell_px": cell,
+            "blockwise_big_objects": len(big)}
+
+
+def make_inputs(folder: Path, measure_size: int, objects: int, predict_size: int, cases,
+                blockwise_size: int = 20000, blockwise_cell: int = 32) -> dict:
     import tifffile
 
     from napari_microseg.core.labels_io import write_labels
@@ -90,7 +156,9 @@ def make_inputs(folder: Path, measure_size: int, objects: int, predict_size: int
     folder.mkdir(parents=True, exist_ok=True)
     info = {}
     rng = np.random.default_rng(1)
-    if any(c.startswith("measure") for c in cases):
+    if "measure-blockwise" in cases:
+        info.update(blockwise_inputs(folder, blockwise_size, blockwise_cell))
+    if any(c in ("measure-csv", "measure-xlsx") for c in cases):
         lab = synthetic_labels(measure_size, objects)
         img = rng.integers(0, 120, lab.shape, dtype=np.uint8)
         img[lab > 0] += 100
@@ -138,7 +206,10 @@ def child(case: str, folder: Path) -> dict:
 
     out = folder / f"out_{case}"
     out.mkdir(exist_ok=True)
-    if case.startswith("measure"):
+    if case == "measure-blockwise":  # above measure.blockwise.BLOCKWISE_PIXELS: lazy, by blocks
+        argv = ["measure", str(folder / "blockwise_image.tif"), str(folder / "blockwise_labels.tif"),
+                "--out", str(out / "objects.csv")]
+    elif case.startswith("measure"):
         suffix = ".xlsx" if case.endswith("xlsx") else ".csv"
         argv = ["measure", str(folder / "measure_image.tif"), str(folder / "measure_labels.tif"),
                 "--out", str(out / f"objects{suffix}")]
@@ -172,9 +243,13 @@ def main() -> None:
     ap.add_argument("--measure-size", type=int, default=8000)
     ap.add_argument("--objects", type=int, default=200_000)
     ap.add_argument("--predict-size", type=int, default=12000)
+    ap.add_argument("--blockwise-size", type=int, default=20000,
+                    help="side of the measure-blockwise labels (px)")
+    ap.add_argument("--blockwise-cell", type=int, default=32,
+                    help="grid cell of the measure-blockwise discs (one object per cell)")
     ap.add_argument("--cases", default="measure-csv,measure-xlsx,predict",
-                    help="comma-separated: measure-csv, measure-xlsx, predict, predict-prob, "
-                    "predict-whole")
+                    help="comma-separated: measure-csv, measure-xlsx, measure-blockwise, predict, "
+                    "predict-prob, predict-whole")
     ap.add_argument("--folder", help="work folder (default: a temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -186,7 +261,8 @@ def main() -> None:
         folder = Path(tmp)
         load_before = _uptime()
         t0 = time.perf_counter()
-        info = make_inputs(folder, args.measure_size, args.objects, args.predict_size, cases)
+        info = make_inputs(folder, args.measure_size, args.objects, args.predict_size, cases,
+                           args.blockwise_size, args.blockwise_cell)
         prep = time.perf_counter() - t0
         results = [run_case(c, folder) for c in cases]
     import torch

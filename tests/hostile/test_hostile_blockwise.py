@@ -17,6 +17,7 @@ import torch
 from scipy import ndimage as ndi
 
 from napari_microseg.core.labels_io import read_labels, write_labels_tiles
+from napari_microseg.core.memmap_regions import MemmapRegions
 from napari_microseg.core.models import ModelCard, blockwise, build_model, register_model
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -87,8 +88,8 @@ def test_blockwise_cc_equals_whole_image(cli, random_model, big_image, tmp_path,
         from napari_microseg.core import reading
 
         monkeypatch.setattr(reading, "LAZY_PIXELS", 1000)
-        get = blockwise.MemmapRegions.__getitem__
-        monkeypatch.setattr(blockwise.MemmapRegions, "__getitem__",
+        get = MemmapRegions.__getitem__
+        monkeypatch.setattr(MemmapRegions, "__getitem__",
                             lambda self, key: reads.append(key) or get(self, key))
     r = _run(cli, big_image, tmp_path / "blocks", *extra, "--probabilities")
     assert bool(reads) == lazy

@@ -20,6 +20,8 @@ from ..core.measure import (
     make_provenance,
     measure_image,
 )
+from ..core.measure.blockwise import use_blockwise
+from ..core.memmap_regions import MemmapRegions
 from ..core.output_paths import check_outputs
 from ..core.reading import read_micrograph
 
@@ -111,8 +113,12 @@ def run(args) -> int:
     """Measure, write the tables and print a short summary."""
     check_outputs([args.image, args.labels, args.classes], _planned_outputs(args))
     mg = read_micrograph(args.image, pixel_size_nm=args.pixel_size, as_grey=True)
-    rec = read_labels(args.labels)
-    image = np.asarray(mg.data)
+    # huge files stay lazy (zarr or memmap) and are measured block by block
+    rec = read_labels(args.labels, lazy=True)
+    rec.labels = MemmapRegions.open(args.labels, rec.labels)
+    image = MemmapRegions.open(args.image, mg.data)
+    if not use_blockwise(rec.labels.shape):
+        rec.labels, image = np.asarray(rec.labels), np.asarray(image)
     if rec.labels.shape != image.shape[:2]:
         raise LabelsError(
             f"The labels are {rec.labels.shape[1]} x {rec.labels.shape[0]} px but the image is "

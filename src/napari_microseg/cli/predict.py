@@ -232,7 +232,7 @@ def _predict_blocks(path, mg, model, card, args, settings, out: Path, stem: str,
 
 def _regions(path, data):
     """``data``, or a memmap region reader when it is a lazily opened, uncompressed TIFF."""
-    from ..core.models.blockwise import MemmapRegions
+    from ..core.memmap_regions import MemmapRegions
 
     if isinstance(data, np.ndarray) or Path(path).suffix.lower() not in (".tif", ".tiff"):
         return data

@@ -260,20 +260,24 @@ def _write_files(path: Path, data, shape, dtype, n_instances, instance_classes, 
     return {"labels": path, "sidecar": side}
 
 
-def read_labels(path) -> LabelsRecord:
+def read_labels(path, *, lazy: bool = False) -> LabelsRecord:
     """Read labels written by :func:`write_labels` (or any integer TIFF/PNG).
 
     Without a sidecar the classes are the defaults, no instance has a class,
     and the pixel size comes from the file's own tags via the micrograph reader.
+    With ``lazy``, a TIFF the micrograph reader opens lazily (a huge one) stays
+    a lazy read-only array (zarr): ``labels`` is then read region by region by
+    the caller, who also checks for negative ids (as
+    :mod:`~napari_microseg.core.measure.blockwise` does).
     """
     from .reading import read_micrograph
 
     path = Path(path)
     mg = read_micrograph(path)
-    arr = np.asarray(mg.data)
-    if arr.ndim != 2 or arr.dtype.kind not in "iub":
+    arr = mg.data if lazy and not isinstance(mg.data, np.ndarray) else np.asarray(mg.data)
+    if arr.ndim != 2 or np.dtype(arr.dtype).kind not in "iub":
         raise LabelsError(f"{path.name} is not an instance-labels image (shape {arr.shape}, dtype {arr.dtype}).")
-    if arr.size and arr.dtype.kind == "i" and arr.min() < 0:
+    if isinstance(arr, np.ndarray) and arr.size and arr.dtype.kind == "i" and arr.min() < 0:
         raise LabelsError(f"{path.name} holds negative label values (min {int(arr.min())}); instance "
                           "ids must be 0 (background) or positive.")
     side = sidecar_path(path)

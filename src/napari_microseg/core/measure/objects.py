@@ -157,6 +157,8 @@ def measure_objects(
     instance_classes: Mapping[int, int] | None = None,
     classes: ClassTable | None = None,
     analysis_mask=None,
+    origin=(0, 0),
+    image_shape=None,
 ) -> pd.DataFrame:
     """Measure every instance of a 2-D labels image.
 
@@ -175,6 +177,13 @@ def measure_objects(
         when ``instance_classes`` is given.
     analysis_mask : array-like of bool, optional
         ``True`` where pixels are analysed (e.g. excluding an SEM info bar).
+    origin : (int, int)
+        Row and column of ``labels[0, 0]`` in a larger image of which ``labels``
+        (and ``intensity``, ``analysis_mask``) are a crop: centroids are given in
+        the larger image's coordinates.
+    image_shape : (int, int), optional
+        Shape of that larger image (default ``labels.shape``): edge flags refer
+        to its border. See :mod:`.blockwise`.
 
     Returns
     -------
@@ -196,7 +205,8 @@ def measure_objects(
             )
     runs = find_runs(lab, checked=True)
     ids = runs.labels
-    mo = run_moments(runs)
+    mo = run_moments(runs, origin)
+    full_shape = tuple(int(n) for n in (image_shape or lab.shape)[:2])
     area_px = mo["area"]
     area = area_px * sy * sx
     # second moments in physical units
@@ -210,6 +220,7 @@ def measure_objects(
         0.0  # round: undefined
     )
     vy, vx, hstart, hcount = convex_hulls(runs)
+    vy, vx = vy + int(origin[0]), vx + int(origin[1])  # image coordinates: same rounding
     fmin, fmax = feret_diameters(vy, vx, hstart, hcount, (sy, sx))
     solidity = area_px / hull_pixel_count(vy, vx, hstart, hcount)
     perimeter = crofton_perimeter(lab, runs, (sy, sx))
@@ -251,12 +262,13 @@ def measure_objects(
     if ps.calibrated:
         cols["centroid_y_nm"] = mo["cy"] * sy
         cols["centroid_x_nm"] = mo["cx"] * sx
-    edge = touches_image_edge(runs)
+    edge = touches_image_edge(runs, origin, full_shape)
     if mask is not None:
         excl = _touches_excluded(lab, mask, ids)
-        h, w = lab.shape
-        ry = np.clip(centroid_pixel(mo["cy"]), 0, h - 1)
-        rx = np.clip(centroid_pixel(mo["cx"]), 0, w - 1)
+        h, w = full_shape
+        oy, ox = int(origin[0]), int(origin[1])
+        ry = np.clip(np.clip(centroid_pixel(mo["cy"]), 0, h - 1) - oy, 0, lab.shape[0] - 1)
+        rx = np.clip(np.clip(centroid_pixel(mo["cx"]), 0, w - 1) - ox, 0, lab.shape[1] - 1)
         inside = mask[ry, rx] if ids.size else np.zeros(0, bool)
     else:
         excl = np.zeros(ids.size, bool)
@@ -269,7 +281,7 @@ def measure_objects(
     table.attrs.update(
         unit=u,
         pixel_size=ps.to_dict(),
-        image_shape=[int(n) for n in lab.shape],
+        image_shape=[int(n) for n in full_shape],
         analysed_area_px=int(mask.sum()) if mask is not None else int(lab.size),
         has_intensity=intensity is not None,
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .. import bounds
 from ..calibration import PixelSize
 from ..classes import ClassTable
 from ..errors import MicrosegError
+from . import blockwise
 from .hardening import HardeningParameters, HardeningResult, dispersed_barrier_hardening
 from .objects import measure_objects
 from .statistics import (
@@ -148,7 +150,9 @@ def measure_image(
     Parameters
     ----------
     labels : array-like
-        2-D instance labels.
+        2-D instance labels; above :data:`.blockwise.BLOCKWISE_PIXELS` pixels
+        they (and ``intensity``) may be lazy (zarr, memmap) and are measured
+        block by block (:func:`.blockwise.measure_objects_blockwise`, same table).
     pixel_size : PixelSize, optional
         Calibration; uncalibrated (px) when omitted.
     intensity : array-like, optional
@@ -172,7 +176,10 @@ def measure_image(
     pixel_size = pixel_size or PixelSize.uncalibrated()
     if settings.thickness_nm is not None and not pixel_size.calibrated:
         raise MicrosegError("A foil thickness needs a calibrated image: set the pixel size first.")
-    table = measure_objects(
+    # above blockwise.BLOCKWISE_PIXELS the labels (possibly lazy) are read region by region
+    measure = (blockwise.measure_objects_blockwise
+               if blockwise.use_blockwise(np.shape(labels)[:2]) else measure_objects)
+    table = measure(
         labels, pixel_size, intensity=intensity, instance_classes=instance_classes,
         classes=classes, analysis_mask=analysis_mask,
     )

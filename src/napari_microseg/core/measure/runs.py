@@ -157,11 +157,14 @@ def find_runs(labels: np.ndarray, *, checked: bool = False, block_px: int | None
     )
 
 
-def run_moments(runs: Runs) -> dict[str, np.ndarray]:
+def run_moments(runs: Runs, origin=(0, 0)) -> dict[str, np.ndarray]:
     """Pixel count, centroid and second central moments of each object.
 
     Coordinates are pixel centres (row ``y``, column ``x``). Moments are
     accumulated relative to each object's first pixel so they stay exact.
+    ``origin`` (row, column) is added to the centroids, for runs of a crop of a
+    larger image (integers first, so the centroids equal the whole image's
+    bit for bit).
 
     Returns
     -------
@@ -188,8 +191,8 @@ def run_moments(runs: Runs) -> dict[str, np.ndarray]:
     mx, my = s_x / area, s_y / area
     return {
         "area": area,
-        "cy": my + runs.row[first],
-        "cx": mx + runs.c0[first],
+        "cy": my + (runs.row[first] + int(origin[0])),
+        "cx": mx + (runs.c0[first] + int(origin[1])),
         "mu_yy": np.maximum(s_yy / area - my * my, 0.0),
         "mu_xx": np.maximum(s_xx / area - mx * mx, 0.0),
         "mu_xy": s_xy / area - mx * my,
@@ -213,10 +216,16 @@ def _range_sq_sum(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     return out
 
 
-def touches_image_edge(runs: Runs) -> np.ndarray:
-    """Whether each object has a pixel in the first/last row or column."""
-    h, w = runs.shape
-    hit = (runs.row == 0) | (runs.row == h - 1) | (runs.c0 == 0) | (runs.c1 == w - 1)
+def touches_image_edge(runs: Runs, origin=(0, 0), image_shape=None) -> np.ndarray:
+    """Whether each object has a pixel in the first/last row or column.
+
+    For runs of a crop at ``origin`` (row, column) of an image of
+    ``image_shape``, the border is the whole image's, not the crop's.
+    """
+    h, w = runs.shape if image_shape is None else image_shape[:2]
+    oy, ox = int(origin[0]), int(origin[1])
+    row = runs.row + oy
+    hit = (row == 0) | (row == h - 1) | (runs.c0 + ox == 0) | (runs.c1 + ox == w - 1)
     return np.bincount(runs.group, weights=hit, minlength=len(runs.labels)) > 0
 
 

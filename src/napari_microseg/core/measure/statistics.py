@@ -159,9 +159,13 @@ def count_objects(
             f"A guard frame of {guard:g} {unit} leaves nothing of a "
             f"{shape[1]} x {shape[0]} px image."
         )
-    frame = inner_frame(shape, analysis_mask, (gy, gx))
     ry = np.clip(centroid_pixel(table["centroid_y_px"].to_numpy()), 0, shape[0] - 1)
     rx = np.clip(centroid_pixel(table["centroid_x_px"].to_numpy()), 0, shape[1] - 1)
+    if analysis_mask is None:  # the inner frame is a rectangle: no image-sized array
+        counted = (ry >= gy) & (ry < shape[0] - gy) & (rx >= gx) & (rx < shape[1] - gx)
+        area = (shape[0] - 2 * gy) * (shape[1] - 2 * gx)
+        return Counting(counted.astype(bool), int(area), edges, guard, unit, sy * sx)
+    frame = inner_frame(shape, analysis_mask, (gy, gx))
     counted = frame[ry, rx] if len(table) else np.zeros(0, bool)
     return Counting(counted, int(np.count_nonzero(frame)), edges, guard, unit, sy * sx)
 

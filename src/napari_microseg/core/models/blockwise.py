@@ -56,57 +56,6 @@ TIFF_TILE = 256
 MIN_PP_HALO = 32
 
 
-class MemmapRegions:
-    """Regions of an uncompressed, contiguous TIFF image read through a short-lived memmap.
-
-    Slicing a lazily opened TIFF stored as one strip decodes the whole image on
-    every read; this maps the file only while a region is copied out, so
-    resident memory stays at the region's size.
-
-    Parameters
-    ----------
-    path : str or Path
-    offset : int
-        Byte offset of the pixels in the file.
-    shape : tuple of int
-    dtype : numpy dtype (with the file's byte order)
-    """
-
-    def __init__(self, path, offset: int, shape, dtype):
-        self.path, self.offset = str(path), int(offset)
-        self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key) -> np.ndarray:
-        m = np.memmap(self.path, self.dtype, "r", self.offset, self.shape)
-        try:
-            return np.array(m[key], dtype=self.dtype.newbyteorder("="))
-        finally:
-            del m
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        """The whole image (``np.asarray`` of a small one)."""
-        a = self[...]
-        return a if dtype is None else a.astype(dtype)
-
-    @classmethod
-    def open(cls, path, data):
-        """A reader for ``path`` when its first page is contiguous and matches ``data``; else ``data``."""
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                if (not page.is_contiguous or len(page.dataoffsets) != 1
-                        or tuple(page.shape) != tuple(data.shape)
-                        or np.dtype(page.dtype) != np.dtype(data.dtype)):
-                    return data
-                return cls(path, page.dataoffsets[0], page.shape,
-                           tif.byteorder + page.dtype.str[1:])
-        except Exception:
-            return data
-
-
 def use_blocks(shape) -> bool:
     """Whether an image of ``shape`` (rows, cols, ...) is predicted block by block."""
     return int(shape[0]) * int(shape[1]) > BLOCKWISE_PIXELS
