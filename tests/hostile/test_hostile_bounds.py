@@ -52,19 +52,6 @@ def test_predict_refuses_out_of_range_flags_with_one_line(cli, tmp_path, flag, v
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
 
-@pytest.fixture
-def tiny_model(tmp_path, monkeypatch):
-    """A registered 2-class model (untrained; only its card matters here)."""
-    from napari_microseg.core.models import ModelCard, build_model, register_model
-
-    monkeypatch.setenv("MICROSEG_MODELS_DIR", str(tmp_path / "models"))
-    card = ModelCard(name="tiny-seg", architecture="defectsegnet", activation="sigmoid",
-                     params={"growth": 2, "depth": 2, "layers_per_block": 1},
-                     classes=[{"id": 1, "name": "loop", "color": "#3cb44b"}], tile=64, halo=8)
-    register_model(build_model(card), card)
-    return card
-
-
 def test_predict_refuses_a_tile_not_larger_than_twice_the_halo(cli, tmp_path, tiny_model):
     import tifffile
 

@@ -36,18 +36,6 @@ def _warnings(err: str, command: str) -> list[str]:
     return [ln for ln in err.splitlines() if ln.startswith(f"microseg {command}: warning: ")]
 
 
-@pytest.fixture
-def pair(tmp_path):
-    img = np.random.default_rng(0).integers(0, 4000, (64, 80)).astype(np.uint16)
-    ip = tmp_path / "img.tif"
-    tifffile.imwrite(ip, img)
-    lab = np.zeros(img.shape, np.uint16)
-    lab[5:15, 5:15], lab[30:40, 30:42], lab[50:60, 60:70] = 1, 2, 3
-    out = write_labels(tmp_path / "X.tif", lab, instance_classes={1: 1, 2: 1},
-                       pixel_size=PixelSize.isotropic(0.5, "user"))
-    return ip, out["labels"], out["sidecar"]
-
-
 # --- OS errors while writing -------------------------------------------------------------------
 
 @pytest.mark.parametrize("code, words", [(errno.EROFS, "read-only"), (errno.ENOSPC, "no space"),

@@ -17,9 +17,7 @@ import pytest
 import tifffile
 
 from napari_microseg.core.atomic import atomic_path, write_json_atomic
-from napari_microseg.core.calibration import PixelSize
 from napari_microseg.core.coco import write_coco
-from napari_microseg.core.labels_io import write_labels
 from napari_microseg.core.output_paths import check_outputs, unique_stems
 
 
@@ -31,19 +29,6 @@ def _unchanged(snap):
     for p, data in snap.items():
         with open(p, "rb") as f:
             assert f.read() == data, f"{p} changed"
-
-
-@pytest.fixture
-def pair(tmp_path):
-    """A calibrated micrograph and a labels TIFF (+ sidecar) with 3 squares."""
-    img = np.random.default_rng(0).integers(0, 4000, (64, 80)).astype(np.uint16)
-    ip = tmp_path / "img.tif"
-    tifffile.imwrite(ip, img)
-    lab = np.zeros(img.shape, np.uint16)
-    lab[5:15, 5:15], lab[30:40, 30:42], lab[50:60, 60:70] = 1, 2, 3
-    out = write_labels(tmp_path / "X.tif", lab, instance_classes={1: 1, 2: 1},
-                       pixel_size=PixelSize.isotropic(0.5, "user"))
-    return ip, out["labels"], out["sidecar"]
 
 
 def test_measure_summary_same_as_out_is_refused(cli, pair, tmp_path):
@@ -117,7 +102,8 @@ CLASSES = [{"id": 2, "name": "<100> loop", "color": "#3cb44b"}]
 
 
 @pytest.fixture
-def tiny_model(tmp_path, monkeypatch, torch_one_thread):
+def all_loop_model(tmp_path, monkeypatch, torch_one_thread):
+    """A registered model whose output says "loop" everywhere (head zeroed, bias 3)."""
     import torch
 
     from napari_microseg.core.models import ModelCard, build_model, register_model
@@ -134,7 +120,7 @@ def tiny_model(tmp_path, monkeypatch, torch_one_thread):
     return card
 
 
-def test_predict_same_stem_inputs_get_distinct_outputs(cli, tiny_model, tmp_path):
+def test_predict_same_stem_inputs_get_distinct_outputs(cli, all_loop_model, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a, b = tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif"
@@ -157,7 +143,7 @@ def test_predict_same_stem_inputs_get_distinct_outputs(cli, tiny_model, tmp_path
     _unchanged(snap)
 
 
-def test_predict_out_is_a_file_is_one_line(cli, tiny_model, tmp_path):
+def test_predict_out_is_a_file_is_one_line(cli, all_loop_model, tmp_path):
     a = tmp_path / "x.tif"
     tifffile.imwrite(a, np.zeros((40, 40), np.uint8))
     f = tmp_path / "file"
@@ -202,7 +188,7 @@ def test_cli_outputs_are_not_private(cli, pair, tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
 
 
-def test_predict_read_only_out_is_one_line_before_any_work(cli, tiny_model, tmp_path, monkeypatch):
+def test_predict_read_only_out_is_one_line_before_any_work(cli, all_loop_model, tmp_path, monkeypatch):
     import errno
     import tempfile
 

@@ -17,31 +17,10 @@ import pytest
 import tifffile
 
 from napari_microseg.core.errors import InvalidImageError
-from napari_microseg.core.models import ModelCard, ModelError, build_model, register_model
+from napari_microseg.core.models import ModelError
 from napari_microseg.core.reading import read_micrograph
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-@pytest.fixture
-def torch_one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def tiny_model(tmp_path, monkeypatch):
-    """A registered untrained 1-class semantic model with a 64 px tile."""
-    monkeypatch.setenv("MICROSEG_MODELS_DIR", str(tmp_path / "models"))
-    card = ModelCard(name="tiny-seg", architecture="defectsegnet", activation="sigmoid",
-                     params={"growth": 2, "depth": 2, "layers_per_block": 1},
-                     classes=[{"id": 1, "name": "loop", "color": "#3cb44b"}], tile=64, halo=8)
-    register_model(build_model(card), card)
-    return card
 
 
 # -- model zip files ------------------------------------------------------------------------
