@@ -140,6 +140,14 @@ def is_helper_layer(layer) -> bool:
     return bool(getattr(layer, "metadata", {}).get(HELPER_KEY))
 
 
+def is_ground_truth(layer) -> bool:
+    """Whether ``layer`` is marked as ground truth (``metadata["ground_truth"]``, e.g. sample data).
+
+    Ground truth is never the user's labels: no dock defaults to it.
+    """
+    return bool((getattr(layer, "metadata", None) or {}).get("ground_truth"))
+
+
 def helper_metadata(image_name: str | None = None, role: str = "helper") -> dict:
     """Metadata for a new helper layer: the helper mark, its role and the image it serves."""
     return {HELPER_KEY: role, SOURCE_IMAGE_KEY: image_name}
@@ -188,7 +196,7 @@ def labels_of_image(viewer, image, *, ground_truth: bool = False) -> list:
     from napari.layers import Labels
 
     return [lyr for lyr in user_layers(viewer, Labels) if source_image_name(lyr) == image.name
-            and (ground_truth or not lyr.metadata.get("ground_truth"))]
+            and (ground_truth or not is_ground_truth(lyr))]
 
 
 def sample_to_layers(sample, name: str) -> list[tuple]:

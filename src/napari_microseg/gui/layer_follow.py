@@ -18,16 +18,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .layer_data import is_helper_layer, layer_choices
+from .layer_data import is_ground_truth, is_helper_layer, layer_choices
 from .units import keep_units_consistent
 
 #: Roles a picker can play.
 ROLES = ("image", "labels", "truth")
-
-
-def is_ground_truth(layer) -> bool:
-    """Whether ``layer`` is marked as ground truth (``metadata["ground_truth"]``)."""
-    return bool((getattr(layer, "metadata", None) or {}).get("ground_truth"))
 
 
 def is_output_image(layer) -> bool:

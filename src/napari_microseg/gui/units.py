@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layer_data import layer_pixel_size, set_layer_pixel_size
+from .layer_data import is_helper_layer, layer_pixel_size, set_layer_pixel_size
 
 
 def _yx(layer) -> tuple:
@@ -80,7 +80,7 @@ def uncalibrated_beside_calibrated(layers) -> list:
     if not any(_in_its_calibration(lyr) for lyr in layers):
         return []
     return [lyr.name for lyr in layers if isinstance(lyr, Image) and is_pixel_layer(lyr)
-            and not lyr.metadata.get("microseg_helper")]
+            and not is_helper_layer(lyr)]
 
 
 def _on_inserted(event) -> None:

@@ -36,6 +36,7 @@ from ...core.errors import MicrosegError
 from ..labeling import LabelingController, remove_helpers, shortcuts_html
 from ..layer_data import (
     SOURCE_IMAGE_KEY,
+    is_ground_truth,
     is_helper_layer,
     labels_layer,
     labels_of_image,
@@ -222,7 +223,7 @@ class LabelWidget(QWidget):
             if self.image.value is not layer:
                 self.image.value = layer
             self.labels.value = self.labels_for(layer)
-        elif isinstance(layer, Labels) and layer in self.labels.choices and not layer.metadata.get("ground_truth"):
+        elif isinstance(layer, Labels) and layer in self.labels.choices and not is_ground_truth(layer):
             source = source_image_name(layer)
             img = next((c for c in self.image.choices if source and c.name == source), None)
             if img is not None:

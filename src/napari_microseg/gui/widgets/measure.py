@@ -36,7 +36,7 @@ from ...core.measure import (
     property_colors,
 )
 from ...core.measure.colors import class_color_dict
-from ..layer_data import helper_metadata, layer_classes, layer_pixel_size
+from ..layer_data import helper_metadata, is_helper_layer, layer_classes, layer_pixel_size
 from ..layer_follow import LayerFollower, layer_picker
 from ..plots import ColorLegend, StatsPlot
 from ..table_view import DataFrameView
@@ -328,7 +328,7 @@ class MeasureWidget(QWidget):
     def _remove_helpers_of(self, event):
         """Remove the values layer of a removed Labels layer (helpers never outlive their layer)."""
         layer = getattr(event, "value", None)
-        if layer is None or layer.metadata.get("microseg_helper"):
+        if layer is None or is_helper_layer(layer):
             return
         name = values_layer_name(layer)
         if name in self._viewer.layers:
