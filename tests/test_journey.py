@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +56,10 @@ WAIT_LONG = 150_000  # ms for training and the batch (child processes on busy co
 
 
 def read_table(path) -> tuple[pd.DataFrame, dict]:
-    """A napari-microseg CSV read with pandas: the table and its ``# key: json`` header."""
-    header, body = {}, []
-    for line in Path(path).read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.startswith("# ") and not body:
-            key, _, value = line[2:].partition(": ")
-            header[key] = json.loads(value)
-        else:
-            body.append(line)
-    return pd.read_csv(StringIO("".join(body))), header
+    """A napari-microseg CSV read with pandas (no options) and its provenance from ``NAME.csv.json``."""
+    side = Path(path).with_name(Path(path).name + ".json")
+    header = json.loads(side.read_text(encoding="utf-8"))["provenance"] if side.exists() else {}
+    return pd.read_csv(path), header
 
 
 def pixel_size_of(layer) -> tuple:

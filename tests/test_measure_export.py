@@ -76,9 +76,12 @@ def test_provenance_contents(prov, tmp_path):
 def test_csv_round_trip(tables, prov, tmp_path):
     for name, df in tables.items():
         p = write_csv(tmp_path / f"{name}.csv", df, prov, name=name)
-        head = p.read_text(encoding="utf-8").split("\n")
-        assert head[0].startswith("# plugin: ")
-        assert any(line.startswith("# image_sha256: ") for line in head[:20])
+        # a plain table that pandas reads without options; provenance in the sidecar
+        plain = pd.read_csv(p)
+        assert list(plain.columns) == [str(c) for c in df.columns] and len(plain) == len(df)
+        side = json.loads((tmp_path / f"{name}.csv.json").read_text(encoding="utf-8"))
+        assert side["provenance"]["image_sha256"] == prov["image_sha256"]
+        assert side["rows"] == len(df) and side["table"] == name
         back, prov2 = read_csv(p)
         _same(df, back)
         assert prov2 == prov
@@ -126,6 +129,21 @@ def test_empty_table_round_trips(prov, tmp_path):
         (f,) = export_tables(tmp_path / f"e{suffix}", {"objects": t}, prov)
         back, _ = read_tables(f)
         _same(t, back["objects"])
+
+
+def test_legacy_csv_with_comment_header_still_reads(tables, prov, tmp_path):
+    """Files written before the sidecar (``# key: value`` lines first) are still read."""
+    df = tables["summary"]
+    p = write_csv(tmp_path / "new.csv", df, prov, name="summary")
+    side = json.loads((tmp_path / "new.csv.json").read_text(encoding="utf-8"))
+    head = [f"# {k}: {json.dumps(v)}" for k, v in side["provenance"].items()]
+    head += [f"# _table: {json.dumps('summary')}", f"# _dtypes: {json.dumps(side['dtypes'])}",
+             f"# _attrs: {json.dumps(side['attrs'])}", f"# _rows: {side['rows']}"]
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(head) + "\n" + p.read_text(encoding="utf-8"), encoding="utf-8")
+    back, prov2 = read_csv(old)
+    _same(df, back)
+    assert prov2 == prov and list(read_tables(old)[0]) == ["summary"]
 
 
 def test_not_a_table_file(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from napari_microseg.core.measure import (
 )
 from napari_microseg.core.measure import objects as objects_mod
 from napari_microseg.core.measure import runs as runs_mod
+from napari_microseg.core.measure.export import sidecar_path
 
 PS = PixelSize(0.5, 0.5, "user", "test")
 
@@ -115,7 +117,8 @@ def test_a_write_failing_halfway_keeps_the_previous_file(tables, prov, tmp_path,
         export_tables(target, tables, prov)
     monkeypatch.undo()
     assert target.read_bytes() == before  # the previous version, whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no partial file left
+    kept = [target.name] + ([sidecar_path(target).name] if suffix == ".csv" else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept  # no partial file left
     back, _ = read_tables(target)
     _same(old["objects"], back["objects"])
 
@@ -157,6 +160,7 @@ def test_a_csv_cut_inside_a_row_is_refused(tables, prov, tmp_path):
     data = p.read_bytes()
     cut = tmp_path / "cut.csv"
     cut.write_bytes(data[: len(data) // 2])
+    shutil.copy(sidecar_path(p), sidecar_path(cut))
     with pytest.raises(CorruptFileError, match="truncated"):
         read_tables(cut)
 
@@ -167,6 +171,7 @@ def test_a_csv_cut_at_a_row_boundary_is_refused(tables, prov, tmp_path):
     n = len(tables["objects"])
     cut = tmp_path / "cut.csv"
     cut.write_bytes(b"\n".join(lines[:-11]) + b"\n")  # the last 10 rows are gone
+    shutil.copy(sidecar_path(p), sidecar_path(cut))
     with pytest.raises(CorruptFileError, match=f"{n - 10} of its {n} rows"):
         read_tables(cut)
 

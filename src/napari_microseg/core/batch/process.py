@@ -9,7 +9,8 @@ gives the same labels and tables in napari and in a batch.
 For an image named ``NAME`` the outputs in ``out_dir`` are
 
 * ``NAME_labels.tif`` + ``NAME_labels.labels.json`` -- instance labels and classes;
-* ``NAME_objects.csv`` -- the per-object table (provenance header, ``counted`` column);
+* ``NAME_objects.csv`` -- the per-object table (``counted`` column; provenance in
+  ``NAME_objects.csv.json``);
 * ``NAME.record.json`` -- status, recipe hash, summary row, timings, and what
   decides "already done": the input's size and SHA-256, the calibration from
   its sidecar files, and the size and SHA-256 of every output. Written last.
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json_atomic
+from ..atomic import write_json_atomic
 from ..calibration import PixelSize
 from ..errors import CalibrationError, MicrosegError
 from .recipe import Recipe, model_fingerprint
@@ -399,8 +400,7 @@ def write_outputs(recipe, path, paths, labels, inst, result, card) -> dict:
     table = result.table.copy()
     table["counted"] = np.asarray(result.counting.counted, bool)
     mprov = {**prov, "settings": {**settings, "measure": result.settings_record()}}
-    with atomic_path(paths["objects"]) as tmp:
-        write_csv(tmp, table, mprov, name="objects")
+    write_csv(paths["objects"], table, mprov, name="objects")  # atomic, with its .csv.json sidecar
     return {k: str(paths[k]) for k in ("labels", "sidecar", "objects")}
 
 

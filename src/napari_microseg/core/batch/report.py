@@ -6,7 +6,8 @@ time, cluster), the images measured in px (policy ``allow_px``), totals per clas
 densities over the analysed area of every image), a size histogram per class
 (counted objects of all images), the density of every image, the failed
 images with their errors, the per-image table, and the recipe with its hash
-and provenance. Plots are drawn with Matplotlib's Agg canvas (no GUI).
+and provenance, and the statistics of the batch as one study with intervals
+(:mod:`.report_stats`). Plots are drawn with Matplotlib's Agg canvas (no GUI).
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def environment() -> dict:
 
 def write_report(run, recipe) -> Path:
     """Write ``report.html`` and its PNGs into ``run.out_dir``; return the HTML path."""
+    from .report_stats import statistics_section
     from .runner import summary_record
 
     out = Path(run.out_dir)
@@ -211,6 +213,8 @@ def write_report(run, recipe) -> Path:
         f'<img src="{PLOT_DIR}/{dens.name}" alt="density per image">'
         if dens
         else "<p>No images.</p>",
+        statistics_section(results, recipe, out, folder, figure=_figure, save=_save, table=_table,
+                           plot_dir=PLOT_DIR),
         f"<h2>Failed images ({len(failed)})</h2>",
         _table(pd.DataFrame([{"image": r.image, "error": r.error} for r in failed]))
         if failed
@@ -232,7 +236,7 @@ def write_report(run, recipe) -> Path:
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table.t{border-collapse:collapse;font-size:12px}table.t td,table.t th{padding:2px 6px;"
         "border-bottom:1px solid #ddd;text-align:right}figure{display:inline-block;margin:4px}"
-        "pre{background:#f6f6f6;padding:8px;font-size:11px;overflow:auto}"
+        "pre{background:#f6f6f6;padding:8px;font-size:11px;overflow:auto}ul.m{font-size:12px}"
     )
     html = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Batch report</title>"

@@ -5,9 +5,11 @@ image file and its SHA-256, pixel size and its source, model and prompts when
 given, settings, UTC time) and, per table, its column dtypes and ``attrs`` so
 that the readers return a DataFrame equal to the one written.
 
-* **CSV** holds one table. Leading ``# key: json-value`` comment lines carry
-  the provenance, then ``# _table: name``, ``# _dtypes: {...}``,
-  ``# _attrs: {...}`` and ``# _rows: N``.
+* **CSV** holds one table, a plain header row then the rows, so that
+  ``pandas.read_csv`` and Excel open it without options. The provenance and
+  the table's name, dtypes, ``attrs`` and row count are in a JSON sidecar
+  ``NAME.csv.json`` beside it (:func:`sidecar_path`). Files of older versions,
+  with ``# key: json-value`` lines before the table, are still read.
 * **XLSX** has one sheet per table plus a ``provenance`` sheet of
   ``key | json-value`` rows (per-table dtypes and attrs under ``_tables``).
   Cells hold numbers as Excel shows them (16 significant digits); the few
@@ -46,6 +48,8 @@ from ..errors import CorruptFileError, MicrosegError
 from ..hashing import file_sha256
 
 _META_PREFIX = "_"
+#: ``format`` of a CSV table's JSON sidecar.
+SIDECAR_FORMAT = "napari-microseg-table"
 _STR_DTYPES = ("str", "string")
 #: Hidden XLSX sheet with the exact value of floats that 16 digits do not hold.
 _EXACT_SHEET = "_exact_floats"
@@ -168,47 +172,79 @@ def _check_table(df: pd.DataFrame):
 # --- CSV ---------------------------------------------------------------------
 
 
-def _csv_header(table: pd.DataFrame, provenance: Mapping, name: str) -> str:
-    """The ``# key: json-value`` lines that precede a CSV table, newline-terminated."""
+def sidecar_path(path) -> Path:
+    """The JSON sidecar of a CSV table: ``NAME.csv`` -> ``NAME.csv.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _csv_meta(table: pd.DataFrame, provenance: Mapping, name: str) -> dict:
+    """The sidecar of a CSV table: provenance and what restores the table exactly."""
     for k in provenance:
-        if str(k).startswith(_META_PREFIX) or ":" in str(k) or "\n" in str(k):
-            raise MicrosegError(f"Provenance key {k!r} may not start with '_' or contain ':'.")
-    lines = [
-        f"# {k}: {json.dumps(_jsonable(v), ensure_ascii=False)}" for k, v in provenance.items()
-    ]
-    lines.append(f"# _table: {json.dumps(name)}")
-    lines.append(f"# _dtypes: {json.dumps(_dtypes(table))}")
-    lines.append(f"# _attrs: {json.dumps(_jsonable(table.attrs), ensure_ascii=False)}")
-    lines.append(f"# _rows: {len(table)}")
-    return "\n".join(lines) + "\n"
+        if str(k).startswith(_META_PREFIX):
+            raise MicrosegError(f"Provenance key {k!r} may not start with '_'.")
+    return {
+        "format": SIDECAR_FORMAT,
+        "table": name,
+        "rows": len(table),
+        "dtypes": _dtypes(table),
+        "attrs": _jsonable(table.attrs),
+        "provenance": _jsonable(dict(provenance)),
+    }
 
 
 def write_csv(
     path, table: pd.DataFrame, provenance: Mapping, *, name: str = "objects", progress=None
 ) -> Path:
-    """Write one table as CSV preceded by ``# key: json-value`` provenance lines.
+    """Write one table as a plain CSV and its provenance into ``NAME.csv.json`` beside it.
 
-    The file is written atomically (complete or absent, see
-    :func:`~napari_microseg.core.atomic.atomic_path`), :data:`CHUNK_ROWS` rows
-    at a time, and records its row count (``# _rows: N``) so that
-    :func:`read_csv` recognises a copy that was cut short. ``progress(n)``, when
+    Both files are written atomically (complete or absent, see
+    :func:`~napari_microseg.core.atomic.atomic_path`), the CSV
+    :data:`CHUNK_ROWS` rows at a time. The sidecar records the row count so
+    that :func:`read_csv` recognises a copy that was cut short, and the dtypes
+    and ``attrs`` so that it returns the table written. ``progress(n)``, when
     given, is called with the number of rows just written.
     """
     _check_table(table)
     path = Path(path)
-    header = _csv_header(table, provenance, name)
+    meta = _csv_meta(table, provenance, name)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(header)
         for start in range(0, max(len(table), 1), CHUNK_ROWS):
             chunk = table.iloc[start : start + CHUNK_ROWS]
             chunk.to_csv(f, index=False, header=start == 0, lineterminator="\n")
             if progress is not None:
                 progress(len(chunk))
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     return path
 
 
+def _read_sidecar(path) -> tuple[dict, dict]:
+    """``(provenance, meta)`` of a CSV from its sidecar; meta keys as the old ``# _`` lines."""
+    side = sidecar_path(path)
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, {}
+    except (OSError, ValueError) as e:
+        raise CorruptFileError(f"{side.name}: cannot be read ({_first_line(e)}); export the table again.") from e
+    if not isinstance(doc, dict) or doc.get("format") != SIDECAR_FORMAT:
+        raise MicrosegError(f"{side.name}: not a napari-microseg table sidecar.")
+    meta = {"_table": doc.get("table"), "_dtypes": doc.get("dtypes"), "_attrs": doc.get("attrs") or {},
+            "_rows": doc.get("rows")}
+    return dict(doc.get("provenance") or {}), meta
+
+
+def _csv_meta_of(f, path) -> tuple[dict, dict]:
+    """Provenance and meta of a CSV: the legacy ``# `` lines (``f`` is left after them) or the sidecar."""
+    prov, meta = _read_csv_header(f, path)
+    if meta or prov:
+        return prov, meta
+    return _read_sidecar(path)
+
+
 def _read_csv_header(f, path) -> tuple[dict, dict]:
-    """Parse the ``# `` lines at the start of binary file ``f``; leave ``f`` after them."""
+    """Parse the ``# `` lines older versions wrote at the start of ``f``; leave ``f`` after them."""
     prov, meta = {}, {}
     n = 0
     while True:
@@ -239,7 +275,7 @@ def _truncated(path, got: int, rows: int) -> CorruptFileError:
 
 
 def read_csv(path) -> tuple[pd.DataFrame, dict]:
-    """Read a CSV written by :func:`write_csv`; returns ``(table, provenance)``.
+    """Read a CSV written by :func:`write_csv` (and its sidecar); returns ``(table, provenance)``.
 
     ``table.attrs`` is restored and ``table.attrs["_table"]`` is not set; the
     table's name is in the returned provenance only if it was there.
@@ -247,15 +283,15 @@ def read_csv(path) -> tuple[pd.DataFrame, dict]:
     Raises
     ------
     CorruptFileError
-        When the file holds fewer rows than its ``# _rows:`` line says, ends in
+        When the file holds fewer rows than its sidecar says, ends in
         the middle of a row, or cannot be parsed (a file cut short).
     """
     with open(path, "rb") as f:
-        prov, meta = _read_csv_header(f, path)
+        prov, meta = _csv_meta_of(f, path)
         dtypes = meta.get("_dtypes")
         if dtypes is None:
             raise MicrosegError(
-                f"{path}: not a napari-microseg table (no '# _dtypes:' header line)."
+                f"{path}: not a napari-microseg table (no sidecar {sidecar_path(path).name})."
             )
         rows = meta.get("_rows")
         body_at = f.tell()
@@ -289,6 +325,21 @@ def read_csv(path) -> tuple[pd.DataFrame, dict]:
     if rows is not None and len(df) != int(rows):
         raise _truncated(path, len(df), int(rows))
     return _restore(df, dtypes, meta.get("_attrs", {})), prov
+
+
+def read_csv_plain(path, usecols=None) -> pd.DataFrame:
+    """A CSV table read by pandas alone: fast for many files, no dtype restoring or row check.
+
+    Skips the ``# `` lines older versions wrote first; ``usecols`` as in
+    :func:`pandas.read_csv`. Use :func:`read_csv` to get the exact table back.
+    """
+    with open(path, "rb") as f:
+        skip = 0
+        for line in f:
+            if not line.startswith(b"# "):
+                break
+            skip += 1
+    return pd.read_csv(path, skiprows=skip, usecols=usecols, encoding="utf-8")
 
 
 def _first_line(e: BaseException) -> str:
@@ -534,7 +585,7 @@ def export_tables(
     """Write ``tables`` to ``path`` by its suffix (.csv, .xlsx, .json).
 
     A ``.csv`` path holds the first table; each further table goes to
-    ``<stem>_<name>.csv`` beside it. Every file is written atomically: after a
+    ``<stem>_<name>.csv`` beside it, each with its ``.csv.json`` sidecar. Every file is written atomically: after a
     failure (full disk, ...) it is absent or still its previous version, never
     cut short. ``progress(n)``, when given, is called with the number of rows
     just written (all tables together). Returns the files written.
@@ -570,6 +621,6 @@ def read_tables(path) -> tuple[dict[str, pd.DataFrame], dict]:
 
 def _csv_name(path) -> str:
     with open(path, "rb") as f:
-        _, meta = _read_csv_header(f, path)
+        _, meta = _csv_meta_of(f, path)
     name = meta.get("_table")
     return name if isinstance(name, str) else Path(path).stem

@@ -257,6 +257,7 @@ class MeasureWidget(QWidget):
         self.measure_button = PushButton(text="Measure")
         self.export_button = PushButton(text="Export table…", enabled=False)
         self.recipe_button = PushButton(text="Save batch recipe…")
+        self.study_button = PushButton(text="Statistics of many fields…")
         self.color_by = ComboBox(label="colour by", choices=[INSTANCE_COLOURS])
         self.classes_as = ComboBox(label="show classes as", choices=list(CLASS_DISPLAY), value="off")
         self.cmap = ComboBox(label="colormap", choices=list(COLORMAPS), value="viridis")
@@ -265,7 +266,7 @@ class MeasureWidget(QWidget):
         # thickness: showing them must not move the Measure button away.
         self.params = Container(widgets=[
             self.labels, self.image, self.edges, self.guard, self.bins, self.lognormal, self.thickness,
-            self.measure_button, self.export_button, self.recipe_button,
+            self.measure_button, self.export_button, self.recipe_button, self.study_button,
             self.taylor, self.mu, self.burgers, self.alpha,
             self.classes_as, self.color_by, self.cmap, self.show_text,
         ])
@@ -287,6 +288,7 @@ class MeasureWidget(QWidget):
         self.measure_button.changed.connect(self.run)
         self.export_button.changed.connect(self._on_export)
         self.recipe_button.changed.connect(self._on_save_recipe)
+        self.study_button.changed.connect(self._on_study)
         self.color_by.changed.connect(self._on_color)
         self.classes_as.changed.connect(self._on_color)
         self.cmap.changed.connect(self._on_color)
@@ -435,6 +437,11 @@ class MeasureWidget(QWidget):
         from .batch import save_recipe_dialog
 
         save_recipe_dialog(self, self.recipe)
+
+    def _on_study(self, *_):
+        from .study import open_statistics_dock
+
+        open_statistics_dock(self._viewer)
 
     def _on_export(self, *_):
         if self.result is None:
