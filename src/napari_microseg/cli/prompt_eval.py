@@ -37,6 +37,13 @@ def register(sub) -> None:
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images (file stems)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     p.add_argument("--seed", type=int, default=0, help="seed for the --max-objects draw")
+    p.add_argument("--adapt", type=int, metavar="K",
+                   help="in-session adaptation: the simulated user commits K true objects per "
+                   "image, the offline promptable model adapts to them (--adapt-seconds), then "
+                   "the remaining objects are scored before and after (microseg-promptable only)")
+    p.add_argument("--adapt-seconds", type=float, default=120.0, metavar="S",
+                   help="wall-time budget of the adaptation (default 120)")
+    p.add_argument("--adapt-lr", type=float, metavar="LR", help="adaptation learning rate")
     p.add_argument("--json", metavar="OUT.json", help="write the full results as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="plot mean IoU against clicks")
     p.add_argument(
@@ -76,6 +83,8 @@ def run(args) -> int:
     }
     _, samples = load_dataset(args.dataset, args.images, args.limit)
     dataset = Path(args.dataset).name
+    if args.adapt is not None:
+        return _run_adapt(args, layout, samples, dataset)
 
     def progress(name, i, n):
         print(f"  [{i + 1}/{n}] {name}", file=sys.stderr, flush=True)
@@ -101,6 +110,32 @@ def run(args) -> int:
             print("no click curve for a box-only dataset; --plot ignored", file=sys.stderr)
         else:
             plot_curves(results, args.plot, title=dataset)
+    return 0
+
+
+def _run_adapt(args, layout, samples, dataset) -> int:
+    """``--adapt K``: score the remaining objects before and after in-session adaptation."""
+    from ..core.promptable.adaptation import DEFAULT_LR, evaluate_adaptation
+
+    if layout != "masks":
+        raise MicrosegError("--adapt needs instance masks; this dataset only has boxes.")
+    if args.backend != ["microseg-promptable"]:
+        raise MicrosegError("--adapt adapts the offline model: use --backend microseg-promptable.")
+    if args.adapt < 1:
+        raise MicrosegError("--adapt K needs K >= 1 committed objects per image.")
+    r = evaluate_adaptation(
+        samples, args.adapt, seconds=args.adapt_seconds, max_objects=args.max_objects,
+        n_corrective=args.clicks, seed=args.seed, lr=args.adapt_lr or DEFAULT_LR,
+    )
+    r["dataset"] = dataset
+    print(f"adaptation: {r['reason']} ({r['adapt_seconds']} s, {r['steps']} steps)")
+    for key in ("before", "after"):
+        r[key]["backend"] = f"microseg-promptable ({key} adaptation)"
+        r[key]["dataset"] = dataset
+    print(format_table([r["before"], r["after"]]))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(r, indent=1))
     return 0
 
 

@@ -25,6 +25,11 @@ def register(sub) -> None:
                    help="mask-style dataset folder(s) to train on")
     p.add_argument("--images", nargs="+", metavar="NAME",
                    help="only these images of the --data folders (file stems)")
+    p.add_argument("--data-list", metavar="FILE.json",
+                   help="the exact training data as a JSON list of {\"folder\": DIR, "
+                   "\"images\": [stems], \"weight\": share} (folders relative to the file; "
+                   "weight = share of the real draws, default by image count); with --data too, "
+                   "both are used")
     p.add_argument("--val", metavar="DIR", help="mask-style folder scored after each epoch")
     p.add_argument("--val-images", nargs="+", metavar="NAME", help="images of --val to score")
     p.add_argument("--synthetic", type=int, default=300, metavar="N",
@@ -63,9 +68,15 @@ def run(args) -> int:
     from ..core.promptable.training import train_promptable
     from ..core.prompting.eval_data import load_creme
 
-    real = []
+    real, real_w = [], []
     for d in args.data:
-        real += [(s.image, s.target) for s in load_creme(d, args.images)]
+        loaded = [(s.image, s.target) for s in load_creme(d, args.images)]
+        real += loaded
+        real_w += [1.0] * len(loaded)
+    for folder, images, share in read_data_list(args.data_list) if args.data_list else ():
+        loaded = [(s.image, s.target) for s in load_creme(folder, images)]
+        real += loaded
+        real_w += [share / len(loaded) if share is not None else 1.0] * len(loaded)
     print(f"{len(real)} labelled images; generating {args.synthetic} synthetic ...",
           file=sys.stderr, flush=True)
     synth = synthetic_samples(args.synthetic, args.seed, args.synth_size)
@@ -75,7 +86,10 @@ def run(args) -> int:
     weights = None
     if real and synth:
         frac = min(max(args.real_fraction, 0.0), 1.0)
-        weights = [frac / len(real)] * len(real) + [(1 - frac) / len(synth)] * len(synth)
+        total = sum(real_w)
+        weights = [frac * w / total for w in real_w] + [(1 - frac) / len(synth)] * len(synth)
+    elif real and args.data_list:
+        weights = real_w
     invert = [False] * len(real) + [True] * len(synth)
     val = load_creme(args.val, args.val_images) if args.val else None
     out = Path(args.out)
@@ -95,6 +109,36 @@ def run(args) -> int:
     write_json_atomic(out / "model_card.json", card)
     print(path)
     return 0
+
+
+def read_data_list(path) -> list[tuple[Path, list[str] | None, float | None]]:
+    """``(folder, image stems or None, share or None)`` per entry of a ``--data-list`` file.
+
+    The file is JSON (data, never code): a list of objects with ``folder``
+    (relative to the file's own folder unless absolute), optional ``images``
+    (file stems) and optional ``weight`` (the entry's share of the real draws;
+    entries without one weigh as many images as they hold).
+    """
+    import json
+
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MicrosegError(f"{path}: not a readable JSON data list ({e})") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "folder" in e
+                                                for e in entries):
+        raise MicrosegError(f"{path}: expected a JSON list of {{\"folder\": ...}} objects")
+    out = []
+    for e in entries:
+        folder = Path(e["folder"])
+        folder = folder if folder.is_absolute() else (path.parent / folder).resolve()
+        images = [str(i) for i in e["images"]] if e.get("images") is not None else None
+        weight = e.get("weight")
+        if weight is not None and not (isinstance(weight, (int, float)) and weight > 0):
+            raise MicrosegError(f"{path}: weight of {e['folder']} must be a positive number")
+        out.append((folder, images, None if weight is None else float(weight)))
+    return out
 
 
 def model_card(recipe: dict, weights_path, args) -> dict:
@@ -120,7 +164,9 @@ def model_card(recipe: dict, weights_path, args) -> dict:
         "(prompting.normalize.normalize_image, as PromptSession does), then each network "
         "crop standardised to zero mean and unit std over its valid pixels, clipped to +-6",
         "training_data": {
-            "real": [{"folder": d, "images": args.images} for d in args.data],
+            "real": [{"folder": d, "images": args.images} for d in args.data]
+            + ([{"folder": str(f), "images": i, "weight": w}
+                for f, i, w in read_data_list(args.data_list)] if args.data_list else []),
             "real_fraction": args.real_fraction if args.data and args.synthetic else None,
             "synthetic": {"images": args.synthetic, "size": args.synth_size, "seed": args.seed,
                           "mix": SYNTH_MIX,

@@ -5,7 +5,8 @@ layers (clicks, boxes, preview) of its image. Helper layers are kept per image
 and reused (``"<image> prompts"``, ``"<image> box prompts"``, ``"<image> preview"``),
 marked with ``metadata["microseg_helper"]`` so that no dock offers them as data;
 :func:`remove_helpers` drops them with their image. The controller has no widgets,
-so tests drive it with a viewer and simulated mouse events. Model work (embedding, predictions, box
+so tests drive it with a viewer and simulated mouse events. Editing existing objects and
+scribble/lasso prompts live in :mod:`.label_edit` (:class:`~.label_edit.EditStrokeMixin`). Model work (embedding, predictions, box
 batches, segment-everything) runs in worker threads; the GUI thread only
 updates layers.
 """
@@ -21,8 +22,11 @@ import pandas as pd
 from ..core.annotate import commit_mask, read_box_file, undo_edit
 from ..core.classes import ClassTable, DefectClass
 from ..core.errors import LabelsError, MicrosegError
+from ..core.prompting.base import Prediction
 from ..core.prompting.everything import segment_everything
 from ..core.prompting.session import PromptSession
+from ..core.prompting.strokes import predict_with_strokes
+from .label_edit import EditStrokeMixin
 from .layer_data import (
     HELPER_KEY,
     SOURCE_IMAGE_KEY,
@@ -69,6 +73,10 @@ SHORTCUTS = {
     "left click": "positive click (object)",
     "right click / Alt+click": "negative click (background)",
     "draw a rectangle": "box prompt (in the image's 'box prompts' layer)",
+    "Shift+drag": "positive scribble inside the object (or a lasso around it, when chosen)",
+    "Shift+Alt+drag / Shift+right-drag": "negative scribble across background or a neighbour",
+    "Control+click": "edit the object under the cursor (target, model or ground-truth layer)",
+    "Escape": "cancel the edit (the object stays as it was)",
 }
 
 
@@ -77,7 +85,7 @@ def click_label(event) -> int:
     return 0 if event.button == 2 or "Alt" in {str(m) for m in event.modifiers} else 1
 
 
-class LabelingController:
+class LabelingController(EditStrokeMixin):
     """Interactive prompting on one image into one Labels layer.
 
     Parameters
@@ -108,6 +116,7 @@ class LabelingController:
         self._last_pred = None
         self._cancel = False
         self.status = ""
+        self._init_edit_state()
 
     # -- set up ----------------------------------------------------------------------
 
@@ -125,6 +134,7 @@ class LabelingController:
         self.image_layer, self.labels_layer = image_layer, labels_layer
         self.history.clear()
         self.ready = False
+        self.editing = None
         self._ensure_layers()
         contrast = tuple(image_layer.contrast_limits)
         self._cancel = False
@@ -166,6 +176,7 @@ class LabelingController:
         self.points = helper(POINTS_LAYER, lambda **kw: v.add_points(
             ndim=2, size=max(4.0, shape[0] / 100), border_width=0,
             features=pd.DataFrame({"positive": pd.Series([], dtype=bool)}), **kw))
+        self._ensure_stroke_layer(common)
         for layer in (self.points, self.boxes, self.preview):
             old = _OWNERS.get(layer)
             if old is not None and old is not self:
@@ -193,18 +204,10 @@ class LabelingController:
         layer.bind_key("n", lambda _l: self.next_object(), overwrite=True)
         layer.bind_key("Shift-C", lambda _l: self.clear(), overwrite=True)
         layer.bind_key("Control-Z", lambda _l: self.undo(), overwrite=True)
+        if layer is not getattr(self, "boxes", None):  # a Shapes layer's Escape finishes a drawing
+            layer.bind_key("Escape", lambda _l: self.cancel_edit(), overwrite=True)
 
     # -- prompts -----------------------------------------------------------------------
-
-    def _on_mouse(self, layer, event):
-        start = np.asarray(event.position)
-        yield
-        moved = False
-        while event.type == "mouse_move":
-            moved = moved or np.linalg.norm(np.asarray(event.position) - start) > 0
-            yield
-        if not moved:
-            self.add_click(layer.world_to_data(event.position)[-2:], click_label(event))
 
     def add_click(self, rowcol, label: int = 1):
         """Add a click at ``(row, col)`` image pixels and update the preview."""
@@ -243,8 +246,9 @@ class LabelingController:
     def request_preview(self):
         """Predict from the current prompts in a worker; coalesce clicks made meanwhile."""
         p = self.prompts()
-        if len(p["points"]) == 0 and p["box"] is None:
-            self._show(None)
+        if len(p["points"]) == 0 and p["box"] is None and self.strokes.empty:
+            start = self.editing.region.full(self.preview.data.shape) if self.editing is not None else None
+            self._show(None if start is None else Prediction(start, 1.0, None))
             return None
         if self._busy:
             self._dirty = True
@@ -261,8 +265,9 @@ class LabelingController:
         # previous mask (another box's object) would give an empty or wrong preview.
         fresh = p["box"] is not None and not np.array_equal(p["box"], getattr(self, "_preview_box", None))
         self._preview_box = p["box"]
-        return start_worker(self.session.predict, p["points"], p["labels"], p["box"], use_previous=not fresh,
-                            on_returned=self._show, on_finished=finished)
+        strokes = self.strokes
+        return start_worker(predict_with_strokes, self.session, strokes, p["points"], p["labels"], p["box"],
+                            use_previous=not fresh, on_returned=self._show, on_finished=finished)
 
     def _show(self, pred):
         self._last_pred = pred
@@ -293,7 +298,12 @@ class LabelingController:
         layer.refresh()
 
     def commit(self):
-        """Write the preview into the labels layer as a new instance of the current class."""
+        """Write the preview into the labels layer as a new instance of the current class.
+
+        When an object is being edited, replace it instead (see :mod:`.label_edit`).
+        """
+        if self.editing is not None:
+            return self._commit_edit()
         if self._last_pred is None or not self._last_pred.mask.any():
             self.status = "Nothing to commit: click on an object first."
             return None
@@ -310,7 +320,7 @@ class LabelingController:
         return edit
 
     def _drop_used_prompts(self):
-        self.points.data = np.zeros((0, 2))
+        self._drop_prompts()
         if len(self.boxes.data):
             with self.boxes.events.data.blocker():
                 self.boxes.data = self.boxes.data[:-1]
@@ -318,14 +328,16 @@ class LabelingController:
         self._show(None)
 
     def next_object(self):
-        """Start a new object without committing the current one."""
-        self.points.data = np.zeros((0, 2))
+        """Start a new object without committing the current one (an edit is cancelled)."""
+        self._drop_prompts()
+        self.editing = None
         self.session.reset()
         self._show(None)
 
     def clear(self):
-        """Remove every click and box."""
-        self.points.data = np.zeros((0, 2))
+        """Remove every click, stroke and box (an edit is cancelled)."""
+        self._drop_prompts()
+        self.editing = None
         with self.boxes.events.data.blocker():
             self.boxes.data = []
         self.session.reset()

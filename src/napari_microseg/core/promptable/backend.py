@@ -18,8 +18,9 @@ import torch
 from scipy import ndimage as ndi
 
 from ..errors import MicrosegError
-from ..prompting.base import Prediction, PromptBackend, Prompts
+from ..prompting.base import Prediction, PromptBackend, Prompts, RegionMask
 from .crops import (
+    LOW_LOGIT,
     CropConfig,
     CropLogits,
     Window,
@@ -27,6 +28,7 @@ from .crops import (
     place,
     prev_logits_in,
     prompt_window,
+    square_window,
     touches_edge,
     window_logits,
 )
@@ -191,6 +193,14 @@ class PromptableBackend(PromptBackend):
         if progress is not None:
             progress(1.0)
 
+    def mask_prior(self, start: RegionMask, shape: tuple[int, int]) -> CropLogits:
+        """An existing object as the previous-mask input: saturated logits on a window around it."""
+        r0, c0, r1, c1 = start.bbox()
+        side = max(r1 - r0, c1 - c0) + 3
+        win = square_window(((r0 + r1) / 2, (c0 + c1) / 2), side, shape)
+        inside = start.crop(slice(win.r0, win.r0 + win.side), slice(win.c0, win.c0 + win.side))
+        return CropLogits(win, np.where(inside, -LOW_LOGIT, LOW_LOGIT).astype(np.float32))
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         self.last_input_shapes.append(tuple(x[None].shape))
         with torch.inference_mode():
@@ -203,9 +213,10 @@ class PromptableBackend(PromptBackend):
             raise RuntimeError("set_image() must be called before predict()")
         shape = self._image.shape
         self.last_input_shapes, self.last_windows = [], []
-        if prompts.empty or (prompts.box is None and not (prompts.labels == 1).any()):
-            return Prediction(np.zeros(shape, bool), 0.0, None)
         prev = prompts.mask_logits
+        editing = prompts.start_mask is not None and prev is not None
+        if prompts.empty or (prompts.box is None and not (prompts.labels == 1).any() and not editing):
+            return Prediction(np.zeros(shape, bool), 0.0, None)
         prev_bbox = _prev_bbox(prev)
         win = prompt_window(prompts.points, prompts.box, prev_bbox, shape, self.crop)
         thr = self.threshold if prev is not None else self.first_threshold
@@ -216,6 +227,8 @@ class PromptableBackend(PromptBackend):
                            prompts.box, prev_logits_in(prev, win, shape))
                 logits = window_logits(self._run(x), win)
                 mask = postprocess(logits > thr, win, prompts)
+                if editing and prompts.box is None and not (prompts.labels == 1).any():
+                    mask = _overlapping(mask, prev_logits_in(prev, win, shape) > 0)
                 grow = (
                     prompts.box is None
                     and attempt + 1 < self.max_passes
@@ -240,6 +253,13 @@ def _prev_bbox(prev) -> tuple | None:
         return None
     w = prev.window
     return (w.r0 + rows[0], w.c0 + cols[0], w.r0 + rows[-1], w.c0 + cols[-1])
+
+
+def _overlapping(mask: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """The 8-connected components of ``mask`` that overlap ``ref`` (same shape)."""
+    lab, _ = ndi.label(mask, structure=_EIGHT)
+    ids = np.unique(lab[ref & mask])
+    return np.isin(lab, ids[ids > 0])
 
 
 def postprocess(mask: np.ndarray, win: Window, prompts: Prompts) -> np.ndarray:

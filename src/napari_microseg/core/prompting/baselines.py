@@ -58,6 +58,12 @@ class OtsuFloodBackend(PromptBackend):
       (pixels nearer the negative click than to every anchor are dropped).
 
     It keeps no state between clicks and ignores :attr:`Prompts.mask_logits`.
+    When editing an existing object (:attr:`Prompts.start_mask`), that mask is
+    the start: positive clicks add their components, a negative click on a
+    background-class pixel of the mask cuts that overshoot away, and one on an
+    object-class pixel splits the mask along its distance-transform watershed
+    between the click and the mask's other cores (see :func:`edit_start_mask`);
+    a box outlines the object afresh.
 
     Parameters
     ----------
@@ -117,6 +123,11 @@ class OtsuFloodBackend(PromptBackend):
         pos, neg = pts[prompts.labels == 1], pts[prompts.labels == 0]
         t = threshold_otsu(crop) if np.ptp(crop) > 0 else crop.flat[0]
         dark = crop <= t
+        if prompts.start_mask is not None and prompts.box is None:
+            start = prompts.start_mask.crop(rs, cs)
+            fg = dark if not start.any() or dark[start].mean() >= 0.5 else ~dark
+            full[rs, cs] = mask = edit_start_mask(start, fg, pos, neg)
+            return Prediction(full, float(mask.any()), full.astype(np.float32))
         box = None
         if prompts.box is not None:
             b = np.rint(prompts.box - np.r_[off, off]).astype(int)
@@ -147,6 +158,56 @@ class OtsuFloodBackend(PromptBackend):
         full[rs, cs] = mask
         score = float(mask.any())
         return Prediction(full, score, full.astype(np.float32))
+
+
+def edit_start_mask(start: np.ndarray, fg: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Change an existing object's mask ``start`` by clicks, with the object class ``fg``.
+
+    Parameters
+    ----------
+    start : ndarray of bool
+        The object being edited (crop frame); not modified.
+    fg : ndarray of bool
+        Pixels of the object class (e.g. an Otsu split).
+    pos, neg : ndarray, shape (k, 2)
+        Positive and negative clicks, integer ``(row, col)`` inside the crop.
+
+    Returns
+    -------
+    ndarray of bool
+        ``start`` plus the ``fg`` components under positive clicks, minus, for
+        each negative click inside the mask, the connected background-class
+        overshoot under it, or (on an object-class pixel) the part of the mask
+        that the distance-transform watershed gives to the click rather than to
+        the positive clicks and the mask's other cores (maxima of the distance
+        to the mask's edge whose inscribed disc does not hold the click). With
+        no such core left, the click's whole component goes.
+    """
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    mask = np.asarray(start, bool).copy()
+    for p in pos:
+        mask |= _component_at(fg, tuple(p)) if fg[tuple(p)] else _disc(fg.shape, p, 3)
+    for q in (tuple(q) for q in neg):
+        if not mask[q]:
+            continue
+        if not fg[q]:
+            mask &= ~_component_at(mask & ~fg, q)
+            continue
+        dist = ndi.distance_transform_edt(mask)
+        peaks = peak_local_max(dist, min_distance=2, labels=mask.astype(np.uint8), exclude_border=False)
+        anchors = [p for p in peaks if np.hypot(*(p - q)) > dist[tuple(p)]]
+        anchors += [p for p in pos if mask[tuple(p)]]
+        if not anchors:
+            mask &= ~_component_at(mask, q)
+            continue
+        markers = np.zeros(mask.shape, np.int32)
+        for p in anchors:
+            markers[tuple(p)] = 1
+        markers[q] = 2
+        mask &= watershed(-dist, markers, mask=mask) != 2
+    return mask
 
 
 def _inside_excess(fg: np.ndarray, box: tuple[slice, slice]) -> float:

@@ -250,6 +250,14 @@ class Sam2Backend(PromptBackend):
 
     # -- prompts -------------------------------------------------------------------
 
+    def mask_prior(self, start, shape: tuple[int, int]) -> np.ndarray:
+        """An existing object as SAM2's ``mask_input``: ``(1, s/4, s/4)`` logits (+-10) over the image."""
+        from skimage.transform import resize
+
+        side = int(self.model.image_size) // 4
+        frac = resize(start.full(shape).astype(np.float32), (side, side), order=1, anti_aliasing=True)
+        return (20.0 * (frac - 0.5)).astype(np.float32)[None]
+
     def predict(self, prompts: Prompts) -> Prediction:
         """One mask from clicks / box / previous logits on the current image.
 

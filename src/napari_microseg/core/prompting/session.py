@@ -8,6 +8,8 @@ evaluation drive::
     pred = session.predict([[120, 340]], [1])           # first click
     pred = session.predict([[120, 340], [130, 360]], [1, 0])  # refine (previous logits)
     session.reset()                                     # next object
+    session.start_from(labels == 7)                     # edit an existing object:
+    pred = session.predict([[50, 60]], [0])             # its mask is the starting mask
 
 Backends that need an embedding (``needs_embedding``) must also provide
 ``get_embedding() -> dict[str, ndarray]`` and ``load_embedding(dict)``; their
@@ -28,7 +30,7 @@ import numpy as np
 
 from ..errors import InvalidImageError, MicrosegError
 from ..micrograph import content_hash
-from .base import Prediction, Prompts
+from .base import Prediction, Prompts, RegionMask
 from .normalize import (
     DEFAULT_PERCENTILES,
     apply_normalization,
@@ -185,6 +187,13 @@ class PromptSession:
         data = self._image if tile is None else self._image[tile.slices]
         return apply_normalization(np.asarray(data), *self._range)
 
+    def image_window(self, rows: slice, cols: slice) -> np.ndarray:
+        """The raw image on ``rows, cols`` as float32 (NaN as 0); only that window is read."""
+        if self._image is None:
+            raise MicrosegError("No image is set.")
+        data = np.asarray(self._image[rows, cols])
+        return np.nan_to_num(np.real(data).astype(np.float32, copy=True))
+
     def embed_all(self, progress=None, cancel=None) -> str:
         """Embed every grid tile not yet available (from the cache when possible).
 
@@ -258,9 +267,37 @@ class PromptSession:
     # -- prompts ---------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget the previous mask logits: the next click starts a new object."""
+        """Forget the previous mask logits and any edited object: the next click starts a new object."""
         self._prev_logits = None
         self._prev_tile: Tile | None = None
+        self._start: RegionMask | None = None
+
+    def start_from(self, mask) -> None:
+        """Edit an existing object: the next predictions start from ``mask``.
+
+        ``mask`` (a full-image bool array or a :class:`~.base.RegionMask`) is
+        handed to the backend with every prediction until :meth:`reset`: as
+        its mask input (:meth:`~.base.PromptBackend.mask_prior`, e.g. SAM2's
+        ``mask_input`` or the offline model's previous-mask channel) for the
+        first prediction, and as :attr:`Prompts.start_mask`. Corrective clicks
+        made later refine from the previous prediction as usual. The array
+        given is never modified.
+        """
+        if self._image is None:
+            raise MicrosegError("No image is set.")
+        if not isinstance(mask, RegionMask):
+            if np.shape(mask) != self.image_shape:
+                raise ValueError(f"mask shape {np.shape(mask)} is not the image's {self.image_shape}")
+            mask = RegionMask.from_full(mask)
+        if not mask.any():
+            raise ValueError("the object to edit has no pixel")
+        self.reset()
+        self._start = mask
+
+    @property
+    def start_mask(self) -> RegionMask | None:
+        """The object being edited (see :meth:`start_from`), or None."""
+        return self._start
 
     def predict(self, points=(), labels=(), box=None, use_previous: bool = True) -> Prediction:
         """Mask for the current object from all its clicks (and box) so far.
@@ -284,7 +321,7 @@ class PromptSession:
         """
         if self._image is None:
             raise MicrosegError("No image is set.")
-        prompts = Prompts(points, labels, box)
+        prompts = Prompts(points, labels, box, start_mask=self._start)
         if prompts.empty:
             raise ValueError("give at least one click or a box")
         h, w = self.image_shape
@@ -300,6 +337,8 @@ class PromptSession:
             if not self.tiled:
                 if use_previous:
                     prompts.mask_logits = self._prev_logits
+                if prompts.mask_logits is None and self._start is not None:
+                    prompts.mask_logits = self.backend.mask_prior(self._start, (h, w))
                 pred = self.backend.predict(prompts)
                 self._prev_logits = pred.logits
                 return pred
@@ -313,9 +352,12 @@ class PromptSession:
                 tile.to_local(prompts.points),
                 prompts.labels,
                 None if prompts.box is None else tile.to_local(prompts.box),
+                start_mask=None if self._start is None else self._start.shifted(-tile.r0, -tile.c0),
             )
             if use_previous and prev is not None and prev.name == tile.name:
                 local.mask_logits = self._prev_logits
+            if local.mask_logits is None and local.start_mask is not None:
+                local.mask_logits = self.backend.mask_prior(local.start_mask, tile.shape)
             pred = self.backend.predict(local)
             self._prev_logits, self._prev_tile, self.last_tile = pred.logits, tile, tile
             return Prediction(

@@ -1,4 +1,4 @@
-"""Label dock: click and box prompts to classed instance labels.
+"""Label dock: click, box, scribble and lasso prompts to classed instance labels; edit objects.
 
 A thin shell around :class:`~napari_microseg.gui.labeling.LabelingController`:
 it picks the image, the target Labels layer, the model and the class, and
@@ -139,6 +139,9 @@ class LabelWidget(QWidget):
         self.commit_button = PushButton(text="Commit (C)")
         self.undo_button = PushButton(text="Undo (Ctrl+Z)")
         self.clear_button = PushButton(text="Clear prompts (Shift+C)")
+        self.stroke_tool = ComboBox(label="Shift+drag draws", choices=["scribble", "lasso"], value="scribble")
+        self.edit_button = PushButton(text="Edit an object (or Ctrl+click it)")
+        self.cancel_edit_button = PushButton(text="Cancel edit (Esc)")
         self.load_boxes_button = PushButton(text="Load box file…")
         self.boxes_button = PushButton(text="Segment every box")
         self.spacing = FloatSpinBox(label="grid spacing (px)", min=4, max=512, value=32)
@@ -150,7 +153,8 @@ class LabelWidget(QWidget):
             self.image, self.labels, self.model, self.sam2_model, self.weights_file_button,
             self.download_button, self.start_button, self.cancel_button, self.klass, self.new_class,
             self.add_class_button, self.overwrite, self.commit_button, self.undo_button,
-            self.clear_button, self.load_boxes_button, self.boxes_button, self.spacing,
+            self.clear_button, self.stroke_tool, self.edit_button, self.cancel_edit_button,
+            self.load_boxes_button, self.boxes_button, self.spacing,
             self.min_area, self.everything_button, self.accept_button, self.reject_button,
         ])
         self.status = QLabel(note or "Pick an image and press Start.")
@@ -170,6 +174,9 @@ class LabelWidget(QWidget):
         self.commit_button.changed.connect(lambda: self._call("commit"))
         self.undo_button.changed.connect(lambda: self._call("undo"))
         self.clear_button.changed.connect(lambda: self._call("clear"))
+        self.stroke_tool.changed.connect(self._on_stroke_tool)
+        self.edit_button.changed.connect(lambda: self._call("pick_next"))
+        self.cancel_edit_button.changed.connect(lambda: self._call("cancel_edit"))
         self.load_boxes_button.changed.connect(self._on_load_boxes)
         self.boxes_button.changed.connect(self._on_boxes)
         self.everything_button.changed.connect(self._on_everything)
@@ -281,7 +288,9 @@ class LabelWidget(QWidget):
         cache = EmbeddingCache() if getattr(backend, "needs_embedding", False) else None
         self.controller = LabelingController(self._viewer, backend, cache)
         self.controller.current_class = lambda: self.klass.value
+        self.controller.on_status = self._say
         self._on_overwrite()
+        self._on_stroke_tool()
         self._say(f"Preparing {image.name} with {backend.name}…")
         self.cancel_button.enabled = True
 
@@ -368,6 +377,10 @@ class LabelWidget(QWidget):
         self._sync_classes(self.controller.labels_layer)
         self.klass.value = name
         self.new_class.value = ""
+
+    def _on_stroke_tool(self, *_):
+        if self.controller is not None:
+            self.controller.stroke_tool = self.stroke_tool.value
 
     def _on_overwrite(self, *_):
         if self.controller is not None:
