@@ -35,6 +35,7 @@ EXPECTED_CLASSES = {
     "stem-loops": {1, 2, 3},
     "stem-haadf-loops": {1, 2, 3},
     "sem-pits": {6},
+    "sem-corrosion": {6, 7, 8},
 }
 
 

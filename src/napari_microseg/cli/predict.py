@@ -98,7 +98,9 @@ def _settings(args, card):
     if args.threshold is None:  # the card's thresholds: name them as such
         names["thresholds"] = f"thresholds of model {card.name!r}"
     settings.validate(where="", names=names)
-    check_inference_args(args.tile, args.halo, args.batch_size, names=FLAG_NAMES)
+    # `microseg recipe` shares these flags but has no --batch-size (a recipe has none).
+    check_inference_args(args.tile, args.halo, getattr(args, "batch_size", None),
+                         names=FLAG_NAMES)
     return settings
 
 
@@ -145,8 +147,8 @@ def predict_one(path, model, card, args, settings, stem: str | None = None) -> s
     if blocks:
         labels = inst = None  # written tile by tile below
     elif card.task == "instance":
-        score = 0.5 if args.threshold is None else args.threshold
-        pred = predict_instances(model, card, image, score_threshold=score, **kw)
+        # no --threshold: the card's per-class detection thresholds
+        pred = predict_instances(model, card, image, score_threshold=args.threshold, **kw)
         labels, inst = pred.labels, pred.instance_classes
         if mg.analysis_mask is not None:
             labels = np.where(mg.analysis_mask, labels, 0)

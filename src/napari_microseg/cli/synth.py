@@ -17,7 +17,9 @@ def register(sub) -> None:
         description="Write N synthetic micrographs (seeds SEED..SEED+N-1), each as an ImageJ "
         "TIFF calibrated in nm, labels TIFF + JSON sidecar, and <stem>_truth.json.",
     )
-    p.add_argument("--kind", choices=KINDS, default="tem-loops", help="what to draw")
+    p.add_argument("--kind", choices=KINDS, default="tem-loops",
+                   help="what to draw (sem-corrosion: pits, corroded areas and grain-boundary "
+                   "attack, classes 6-8)")
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of samples (default 1)")
     p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("ROWS", "COLS"),
                    help="image size in pixels (default 512 512)")

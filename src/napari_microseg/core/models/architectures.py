@@ -7,6 +7,8 @@
 ``deeplabv3plus``  DeepLabV3+ (segmentation_models_pytorch)
 ``defectsegnet``   dense encoder-decoder of Roberts et al. 2019 (:mod:`.defectsegnet`)
 ``maskrcnn``       torchvision Mask R-CNN, instance task (:mod:`.maskrcnn`)
+``yolo-seg``       YOLOv9-style instance segmentation (:mod:`.yolo_seg`)
+``yolo-seg-tr``    the same with the texture refinement block (:mod:`.yolo_seg`)
 ``ensemble``       mean class probabilities of registered models (:mod:`.ensemble`)
 =================  ==========================================================
 
@@ -31,9 +33,10 @@ SMP_ARCHITECTURES = {
     "deeplabv3plus": "DeepLabV3Plus",
 }
 #: Every architecture name :func:`build_model` knows.
-ARCHITECTURES = (*SMP_ARCHITECTURES, "defectsegnet", "maskrcnn", "ensemble")
+ARCHITECTURES = (*SMP_ARCHITECTURES, "defectsegnet", "maskrcnn", "yolo-seg", "yolo-seg-tr",
+                 "ensemble")
 #: Architectures that do instance segmentation.
-INSTANCE_ARCHITECTURES = ("maskrcnn",)
+INSTANCE_ARCHITECTURES = ("maskrcnn", "yolo-seg", "yolo-seg-tr")
 _SMP_DEFAULT_DECODER = (256, 128, 64, 32, 16)
 
 
@@ -105,6 +108,13 @@ def build_model(card: ModelCard, members=None, where: str | None = None) -> nn.M
             from .maskrcnn import MaskRCNN
 
             model = MaskRCNN(card.in_channels, card.out_channels, **card.params)
+        elif arch in ("yolo-seg", "yolo-seg-tr"):
+            from .yolo_seg import YoloSeg
+
+            if "texture_refinement" in card.params:
+                raise ValueError("texture_refinement follows the architecture name")
+            model = YoloSeg(card.in_channels, card.out_channels,
+                            texture_refinement=arch == "yolo-seg-tr", **card.params)
         else:
             from .ensemble import Ensemble
 

@@ -1,4 +1,4 @@
-"""Tiled inference of an instance model (Mask R-CNN) on an image of any size.
+"""Tiled inference of an instance model (Mask R-CNN, YOLO-seg) on an image of any size.
 
 Each tile is detected on its own. A detection is kept only by the tile whose
 kept part (:mod:`.tiles`) contains the centre of its box, so an object in the
@@ -98,12 +98,12 @@ def _detect(model, batch: np.ndarray):
     return [{k: v.float().cpu().numpy() for k, v in d.items()} for d in dets]
 
 
-def _paste_tile(painter, tile: Tile, det, card, score_threshold, mask_threshold):
+def _paste_tile(painter, tile: Tile, det, card, score_thresholds, mask_threshold):
     h, w = tile.r1 - tile.r0, tile.c1 - tile.c0
     ids = card.class_ids
-    for i in np.argsort(-det["scores"]):
+    for i in np.argsort(-det["scores"], kind="stable"):
         score, label = float(det["scores"][i]), int(det["labels"][i])
-        if score < score_threshold or not 1 <= label <= len(ids):
+        if not 1 <= label <= len(ids) or score < score_thresholds[label - 1]:
             continue
         x1, y1, x2, y2 = det["boxes"][i]
         if not tile.keeps_point(tile.r0 + (y1 + y2) / 2, tile.c0 + (x1 + x2) / 2):
@@ -121,7 +121,7 @@ def predict_instances(
     tile: int | None = None,
     halo: int | None = None,
     batch_size: int = 2,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
     mask_threshold: float = 0.5,
     merge_overlap: float = 0.5,
     progress=None,
@@ -140,8 +140,9 @@ def predict_instances(
         ``(H, W)`` or ``(H, W, C)``.
     pixel_size, tile, halo, batch_size, progress, cancel
         As in :func:`~.inference.predict_probabilities`.
-    score_threshold : float
-        Detections scoring less are dropped.
+    score_threshold : float, optional
+        Detections scoring less are dropped; default the card's per-class
+        ``thresholds`` (0.5 for a class without one).
     mask_threshold : float
         Mask probability above which a pixel belongs to the instance.
     merge_overlap : float
@@ -162,6 +163,8 @@ def predict_instances(
         from ..prompting.normalize import apply_normalization
 
         src, window = resample(apply_normalization(np.asarray(image), *window), factors), (0.0, 1.0)
+    thresholds = (card.threshold_list(0.5) if score_threshold is None
+                  else [float(score_threshold)] * card.n_classes)
     painter = _Painter(src.shape[:2], merge_overlap)
     tiles = tile_grid(src.shape[:2], tile, halo)
     done = 0
@@ -170,7 +173,7 @@ def predict_instances(
             raise InferenceCancelled("Prediction cancelled.")
         arr = np.stack([read_tile(src, t, window, card.in_channels, multiple) for t in group])
         for t, det in zip(group, _detect(model, arr), strict=True):
-            _paste_tile(painter, t, det, card, score_threshold, mask_threshold)
+            _paste_tile(painter, t, det, card, thresholds, mask_threshold)
         done += len(group)
         if progress is not None:
             progress(done, len(tiles))

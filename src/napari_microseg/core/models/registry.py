@@ -45,6 +45,8 @@ RESOURCE = ("resources", "models")
 SKIPPED_FOLDERS = ("microseg-promptable",)
 #: Card task of prompt-engine models (not runnable by :func:`load_model`).
 PROMPTABLE_TASK = "promptable"
+#: Architectures made of other registered models, without weights of their own.
+COMPOSITE = ("ensemble", "two-stage")
 
 
 @dataclass
@@ -220,6 +222,10 @@ def load_folder(folder, device="cpu") -> tuple[nn.Module, ModelCard]:
     folder = Path(folder)
     card = read_card(folder / CARD_FILE)
     members = None
+    if card.architecture == "two-stage":
+        from .two_stage import load_two_stage
+
+        return load_two_stage(card, _device(device), str(folder / CARD_FILE))
     if card.architecture == "ensemble":
         names = card.params.get("members") or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -274,7 +280,7 @@ def register_model(
     """Add a trained model to the per-user folder (or ``root``); return its folder.
 
     The weights are checked against the card (built and loaded) before anything
-    is written. An ensemble card needs no weights (pass ``None``).
+    is written. An ensemble or two-stage card needs no weights (pass ``None``).
     """
     root = Path(root) if root is not None else models_dir()
     card.validate()
@@ -282,6 +288,10 @@ def register_model(
     if card.architecture == "ensemble":
         member_cards = [load_model(n, device="cpu")[1] for n in card.params.get("members", [])]
         check_members(card, member_cards)
+    elif card.architecture == "two-stage":
+        from .two_stage import check_detector, detector_name
+
+        check_detector(card, load_model(detector_name(card, where), device="cpu")[1], where)
     else:
         if model_or_state_dict is None:
             raise ModelError(f"{where}: no weights given.")
@@ -292,7 +302,7 @@ def register_model(
         load_state(build_model(card, where=where), state, card, where)
     root.mkdir(parents=True, exist_ok=True)
     with _staging(root, card.name, overwrite) as tmp:
-        if card.architecture != "ensemble":  # the card carries the weights' SHA-256
+        if card.architecture not in COMPOSITE:  # the card carries the weights' SHA-256
             from dataclasses import replace
 
             from ..safeload import file_sha256
@@ -325,7 +335,7 @@ def _staging(root: Path, name: str, overwrite: bool):
 
 
 def export_model(name, path) -> Path:
-    """Write model ``name`` (card + weights; an ensemble with its members) as one zip file."""
+    """Write model ``name`` (card + weights; an ensemble or two-stage model with its members)."""
     entry = find_model(str(name))
     card = read_card(entry.folder / CARD_FILE)
     path = Path(path)
@@ -333,16 +343,24 @@ def export_model(name, path) -> Path:
 
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         _add_folder(zf, entry.folder, card, "")
-        if card.architecture == "ensemble":
-            for member in card.params.get("members", []):
-                m = find_model(member)
-                _add_folder(zf, m.folder, read_card(m.folder / CARD_FILE), f"members/{member}/")
+        for member in _member_names(card):
+            m = find_model(member)
+            _add_folder(zf, m.folder, read_card(m.folder / CARD_FILE), f"members/{member}/")
     return path
+
+
+def _member_names(card: ModelCard) -> list[str]:
+    """Registered models a composite card is made of (an ensemble's members, a detector)."""
+    if card.architecture == "ensemble":
+        return list(card.params.get("members", []))
+    if card.architecture == "two-stage":
+        return [card.params.get("detector")]
+    return []
 
 
 def _add_folder(zf: zipfile.ZipFile, folder: Path, card: ModelCard, prefix: str) -> None:
     zf.writestr(prefix + CARD_FILE, card.to_json())
-    if card.architecture != "ensemble":
+    if card.architecture not in COMPOSITE:
         zf.write(folder / WEIGHTS_FILE, prefix + WEIGHTS_FILE)
 
 
@@ -460,7 +478,7 @@ def import_model(path, *, name: str | None = None, overwrite: bool = False, root
                     with _staging(root, mcard.name, False) as stage:
                         for f in m.iterdir():
                             shutil.copy2(f, stage / f.name)
-        if card.architecture != "ensemble":
+        if card.architecture not in COMPOSITE:
             load_state(build_model(card, where=str(path)),
                        read_weights(folder / WEIGHTS_FILE, card, path), card, path)
         if name is not None:
@@ -469,7 +487,7 @@ def import_model(path, *, name: str | None = None, overwrite: bool = False, root
             (stage / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
             if (folder / WEIGHTS_FILE).exists():
                 shutil.copy2(folder / WEIGHTS_FILE, stage / WEIGHTS_FILE)
-    if card.architecture == "ensemble" and root.resolve() == models_dir().resolve():
+    if card.architecture in COMPOSITE and root.resolve() == models_dir().resolve():
         load_model(root / card.name, device="cpu")  # members resolvable and compatible
     return card
 

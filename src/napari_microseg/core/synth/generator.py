@@ -46,11 +46,15 @@ from scipy import ndimage
 
 from ..calibration import PixelSize
 from ..classes import ClassTable
+from .corrosion import CORROSION_SPEC
 from .geometry import Ellipse, StarShape, clipped_area, fold_angle_deg, rasterize
 from .nuisances import STREAMS, Noise, Nuisances, apply_nuisances
-from .recipes import KIND_SPECS, Context, Draft
+from .recipes import KIND_SPECS as _RECIPES
+from .recipes import Context, Draft
 from .render import Look, draw
 
+#: Every synthetic kind: the recipes' and the SEM corrosion kind (:mod:`.corrosion`).
+KIND_SPECS = {**_RECIPES, CORROSION_SPEC.name: CORROSION_SPEC}
 #: Names of the synthetic kinds :func:`generate` knows.
 KINDS = tuple(KIND_SPECS)
 
@@ -240,14 +244,17 @@ def generate(
     rng = np.random.default_rng(obj_ss)
     ctx = Context(ps, rng.uniform(0, math.pi / 2), spec.sign, 0.3 * min(h, w) * ps,
                   rng.uniform(0, 2 * math.pi), rng.uniform(0, math.pi))
-    drafts = _draw_drafts(rng, spec, ctx, n_objects, h * w * ps * ps)
-    margin_px = max(2.0, spec.margin_nm / ps)
-    placed = _place(rng, drafts, (h, w), ps, margin_px)
+    contrast = np.zeros((h, w), np.float32)
+    if spec.layout is not None:
+        placed, background, n_requested = spec.layout(rng, ctx, (h, w), n_objects, spec)
+        contrast += background
+    else:
+        drafts = _draw_drafts(rng, spec, ctx, n_objects, h * w * ps * ps)
+        placed, n_requested = _place(rng, drafts, (h, w), ps, max(2.0, spec.margin_nm / ps)), len(drafts)
     placed.sort(key=lambda p: (p[1].cy, p[1].cx))
 
-    classes = ClassTable()
+    classes = ClassTable(spec.classes)
     labels = np.zeros((h, w), np.int32)
-    contrast = np.zeros((h, w), np.float32)
     truth, instance_classes = [], {}
     clear_c, clear_r = [], []
     for iid, (draft, shp, window, mask) in enumerate(placed, start=1):
@@ -277,7 +284,7 @@ def generate(
     metadata = {
         "description": spec.description,
         "modality": spec.modality,
-        "n_requested": len(drafts),
+        "n_requested": n_requested,
         "n_placed": len(placed),
         "crystal_rotation_deg": round(math.degrees(ctx.theta0), 4),
         "g_direction_deg": round(math.degrees(ctx.g_angle), 4),

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..classes import DEFAULT_CLASSES
 from .geometry import COS_111_001
 from .nuisances import Noise, Nuisances
 
@@ -93,6 +94,11 @@ class KindSpec:
     noise: Noise = field(default_factory=Noise)
     nuisances: Nuisances = field(default_factory=Nuisances)
     margin_nm: float = 1.5
+    #: Optional ``layout(rng, ctx, shape, n_objects, spec) -> (placed, background,
+    #: n_requested)`` placing the objects itself (see :mod:`.corrosion`).
+    layout: Callable | None = None
+    #: The kind's class table.
+    classes: tuple = DEFAULT_CLASSES
 
 
 def _lognormal(rng, median, sigma, lo, hi):

@@ -22,6 +22,15 @@ Styles
 ``"pit"``
     An SEM pit: dark interior ``amp`` shaded across by ``shade`` along
     ``shade_angle``, and a bright secondary-electron edge ``rim`` at the outline.
+``"corroded"``
+    A generally corroded SEM area: mean contrast ``amp`` inside with an erf edge,
+    modulated by its own rough texture (``texture``: relative strength of a
+    speckle of dark micro-pits and bright nodules of size ``texture_px``,
+    drawn from ``seed``), and a faint bright edge ``rim``.
+``"attack"``
+    An attacked grain-boundary stretch: a dark groove ``amp`` (darkest along
+    the middle, where it is deepest) with bright secondary-electron edges
+    ``rim`` on both banks.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from scipy.special import erfc
 
 from .geometry import rasterize
 
-STYLES = ("filled", "ring", "void", "pit")
+STYLES = ("filled", "ring", "void", "pit", "corroded", "attack")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class Look:
     lobe_angle : float
         Direction (radians) along which the contrast fades (e.g. the
         diffraction vector g).
+    texture, texture_px : float
+        Strength and grain size (px) of a corroded area's own texture.
+    seed : int
+        Seed of that texture (drawn from the object stream).
     """
 
     style: str
@@ -73,6 +86,9 @@ class Look:
     shade_angle: float = 0.0
     lobe: float = 0.0
     lobe_angle: float = 0.0
+    texture: float = 0.0
+    texture_px: float = 1.0
+    seed: int = 0
 
     def pad(self) -> float:
         """Pixels beyond the outline that the profile reaches."""
@@ -131,7 +147,30 @@ def _profile(look: Look, d, yy, xx, centre) -> np.ndarray:
             out = out * (1.0 + look.shade * np.clip(gx / max(r, 1.0), -1.0, 1.0))
         out += look.rim * _band(d, 0.3 * w, 0.8 * w)
         return out
+    if look.style == "corroded":
+        inside = _inside(d, w)
+        out = look.amp * inside * (1.0 + look.texture * _speckle(look, d.shape))
+        out += look.rim * _band(d, 0.0, w)
+        return out
+    if look.style == "attack":
+        depth = np.clip(-d / max(w, 0.5), 0.0, 1.0)  # w: the groove's half-width here
+        out = look.amp * _inside(d, 0.35 * w) * (0.6 + 0.4 * depth)
+        out += look.rim * _band(d, 0.6, 0.8)
+        return out
     raise ValueError(f"Unknown style {look.style!r}; expected one of {STYLES}.")
+
+
+def _speckle(look: Look, shape) -> np.ndarray:
+    """Zero-mean rough texture (about unit std, skewed: a few deep micro-pits)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(look.seed)
+    n = ndimage.gaussian_filter(rng.standard_normal(shape), max(look.texture_px, 0.5))
+    n /= n.std() or 1.0
+    coarse = ndimage.gaussian_filter(rng.standard_normal(shape), 4.0 * max(look.texture_px, 0.5))
+    coarse /= coarse.std() or 1.0
+    pits = np.where(n > 1.3, 2.5 * (n - 1.3), 0.0)  # amp < 0: positive values darken
+    return 0.6 * n + pits + 0.5 * coarse - float(np.mean(pits))
 
 
 def draw(canvas: np.ndarray, shape, look: Look) -> None:

@@ -27,6 +27,8 @@ TRAINABLE = {
     "deeplabv3plus": "DeepLabV3+ (segmentation-models-pytorch)",
     "defectsegnet": "DefectSegNet-style dense encoder-decoder",
     "maskrcnn": "Mask R-CNN instances (torchvision)",
+    "yolo-seg": "YOLOv9-style instance segmentation (GELAN, prototype masks)",
+    "yolo-seg-tr": "yolo-seg with the texture refinement block (SS304L corrosion study)",
     "promptable": "offline promptable click/box model",
     "sam2": "SAM2 (decoder + prompt encoder, LoRA on the image encoder)",
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..classes import DEFAULT_CLASSES
+from ..models.architectures import INSTANCE_ARCHITECTURES
 from ..models.card import ModelCard, read_card
+from ..models.yolo_seg import NMS_DEFAULTS
 from .config import TrainConfig, TrainingDataError
 
 
@@ -26,11 +28,14 @@ def classes_for(cfg: TrainConfig, images) -> list[dict]:
 
 def make_card(cfg: TrainConfig, classes: list[dict]) -> ModelCard:
     """The model card a run of ``cfg`` produces (before metrics and provenance)."""
-    instance = cfg.architecture == "maskrcnn"
+    instance = cfg.architecture in INSTANCE_ARCHITECTURES
     params = dict(cfg.params)
-    if instance:
+    if cfg.architecture == "maskrcnn":
         params.setdefault("min_size", cfg.patch_size)
         params.setdefault("max_size", cfg.patch_size)
+    elif instance:  # the NMS settings are written on the card
+        for key, value in NMS_DEFAULTS.items():
+            params.setdefault(key, value)
     return ModelCard(
         name=cfg.name,
         architecture=cfg.architecture,
