@@ -23,8 +23,9 @@ from ..core.errors import MicrosegError
 
 #: Subcommand modules, in the order ``microseg --help`` lists them.
 COMMANDS = (
-    "info", "synth", "labels", "measure", "evaluate", "prompt_eval", "train_promptable", "weights",
-    "predict", "train", "recipe", "batch", "gui",
+    "info", "synth", "labels", "measure", "stats", "compare", "evaluate", "prompt_eval",
+    "train_promptable", "weights", "find_similar", "classify_like", "fewshot_eval",
+    "predict", "train", "two_stage", "recipe", "batch", "gui",
 )
 
 
