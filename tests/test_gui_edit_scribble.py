@@ -26,14 +26,17 @@ def drag(layer, world_path, button=1, modifiers=()):
         mouse_release_callbacks,
     )
 
-    event = MouseEvent("mouse_press", tuple(world_path[0]), button, list(modifiers))
-    wrapped = ReadOnlyWrapper(event, exceptions=("handled",))
-    mouse_press_callbacks(layer, wrapped)
+    def wrapped(kind, p, dragging):
+        # a fresh event per dispatch, as the canvas sends: napari 0.9 re-points the
+        # press event's proxy at each move event, so reusing one proxy would point it at itself
+        event = MouseEvent(kind, tuple(p), button, list(modifiers))
+        event.is_dragging = dragging
+        return ReadOnlyWrapper(event, exceptions=("handled",))
+
+    mouse_press_callbacks(layer, wrapped("mouse_press", world_path[0], False))
     for p in world_path[1:]:
-        event.type, event.position, event.is_dragging = "mouse_move", tuple(p), True
-        mouse_move_callbacks(layer, wrapped)
-    event.type, event.is_dragging = "mouse_release", False
-    mouse_release_callbacks(layer, wrapped)
+        mouse_move_callbacks(layer, wrapped("mouse_move", p, True))
+    mouse_release_callbacks(layer, wrapped("mouse_release", world_path[-1], False))
 
 
 def iou(a, b):
