@@ -218,6 +218,26 @@ def test_without_validation_the_last_epoch_is_registered(tmp_path):
         torch.testing.assert_close(v, last[k].float() if v.is_floating_point() else last[k])
 
 
+def test_cpu_clock_budget_counts_compute_not_waiting(tmp_path, monkeypatch):
+    """Steps that wait for a busy core use up a wall budget but not a CPU one."""
+    from napari_microseg.core.training import engine
+
+    real_step = engine._Run._train_step
+
+    def waiting_step(self):
+        time.sleep(0.3)  # another job holds the core: wall time passes, no CPU time
+        return real_step(self)
+
+    monkeypatch.setattr(engine._Run, "_train_step", waiting_step)
+    kw = dict(val_fraction=0, epochs=1, steps_per_epoch=8, max_minutes=1 / 60)
+    wall = train(tiny_config(**kw), synthetic(), run_dir=tmp_path / "wall")
+    cpu = train(tiny_config(clock="cpu", **kw), synthetic(), run_dir=tmp_path / "cpu")
+    assert wall.history[-1]["step"] <= 4  # 1 s of wall budget, 0.3 s of waiting per step
+    assert cpu.history[-1]["step"] == 8  # the waiting is not compute
+    with pytest.raises(TrainingDataError, match="clock"):
+        tiny_config(clock="gpu")
+
+
 def test_stop_then_resume_continues_where_it_stopped(tmp_path):
     cfg = tiny_config(epochs=3, steps_per_epoch=2)
     full = train(cfg, synthetic(), run_dir=tmp_path / "full", register=False)

@@ -74,7 +74,13 @@ def register(sub) -> None:
     opt.add_argument("--steps", type=int, default=50, help="steps per epoch")
     opt.add_argument("--lr", type=float, default=1e-3)
     opt.add_argument("--patience", type=int, default=0, help="early stopping (epochs; 0 off)")
-    opt.add_argument("--minutes", type=float, help="wall-time budget")
+    opt.add_argument("--minutes", type=float, help="time budget (see --clock)")
+    opt.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="the budget counts wall time or this process's CPU time (equal-compute comparisons)",
+    )
     opt.add_argument(
         "--snapshot-minutes",
         type=float,
@@ -123,6 +129,7 @@ def _config(args):
         threads=args.threads,
         seed=args.seed,
         max_minutes=args.minutes,
+        clock=args.clock,
         snapshot_minutes=list(args.snapshot_minutes),
         adapt_target=list(args.adapt_target),
         pixel_size_nm=args.pixel_size,

@@ -98,9 +98,14 @@ class TrainConfig:
         ``torch.set_num_threads`` for CPU training (0: leave as is).
     seed : int
     max_minutes : float, optional
-        Wall-time budget; training stops at the end of the step that uses it up.
+        Time budget; training stops at the end of the step that uses it up.
     snapshot_minutes : list of float
         Keep a copy of the weights when these many minutes of training are done.
+    clock : str
+        What the budget, the snapshots and the learning-rate schedule count:
+        ``"wall"`` (elapsed time of the training steps) or ``"cpu"`` (this
+        process's CPU time in them, so that runs sharing the cores with other
+        work get equal compute, as an equal-CPU-time comparison needs).
     adapt_target : list of str
         Unlabelled target-domain image paths for adversarial output-space
         adaptation (AdaptSegNet); empty: off.
@@ -138,6 +143,7 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     snapshot_minutes: list = field(default_factory=list)
+    clock: str = "wall"
     adapt_target: list = field(default_factory=list)
     adapt_weight: float = 0.001
     pixel_size_nm: float | None = None
@@ -166,6 +172,7 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
             (self.kfold == 0 or 0 <= self.fold < self.kfold, f"fold {self.fold} is not in 0..k-1"),
             (self.loss in ("ce+dice", "ce"), f"unknown loss {self.loss!r}"),
+            (self.clock in ("wall", "cpu"), f"clock {self.clock!r} is not 'wall' or 'cpu'"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -482,13 +482,14 @@ class _Run:
             "training steps only, from now."
         )
         stopped = early = False
+        clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
         epoch_losses, data_s, step_s = [], 0.0, 0.0
         while self.step < cfg.total_steps:
             if cfg.max_minutes and self.elapsed >= cfg.max_minutes * 60:
                 break
-            t0 = time.perf_counter()
+            t0 = clock()
             loss, t_data = self._train_step()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             self.step += 1
             self.elapsed += dt
             epoch_losses.append(loss)
