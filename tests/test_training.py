@@ -434,3 +434,33 @@ def test_killed_training_process_resumes_from_the_last_epoch(tmp_path):
     final = json.loads(history.read_text())
     assert [h["epoch"] for h in final] == list(range(1, 41))  # nothing lost, nothing repeated
     assert "registered model: killed" in out.stdout
+
+
+def _pair_files(tmp_path, stem, names, seed=0):
+    import tifffile
+
+    from napari_microseg.core.classes import ClassTable, DefectClass
+    from napari_microseg.core.labels_io import write_labels
+
+    sm = generate("tem-loops", (128, 128), seed=seed)
+    tifffile.imwrite(tmp_path / f"{stem}.tif", sm.image)
+    ids = [int(i) for i in np.unique(sm.labels) if i]
+    inst = {i: (7 if k % 2 else 8) for k, i in enumerate(ids)}
+    table = ClassTable([DefectClass(7, names[0], "#f032e6"), DefectClass(8, names[1], "#bfef45")])
+    write_labels(tmp_path / f"{stem}_labels.tif", sm.labels, instance_classes=inst, classes=table)
+    return f"{tmp_path / f'{stem}.tif'}:{tmp_path / f'{stem}_labels.tif'}"
+
+
+def test_card_classes_are_named_from_the_labels_own_class_table(tmp_path):
+    """Classes 7/8 of a .labels.json sidecar keep their names on the trained model's card."""
+    from napari_microseg.cli.train import load_pair
+
+    pairs = [load_pair(_pair_files(tmp_path, f"a{i}", ["corroded area", "boundary attack"], i))
+             for i in range(3)]
+    res = train(tiny_config(classes=[], val_fraction=0, epochs=1, steps_per_epoch=1), pairs,
+                run_dir=tmp_path / "r")
+    assert [(c["id"], c["name"]) for c in res.card.classes] == [(7, "corroded area"),
+                                                                (8, "boundary attack")]
+    other = load_pair(_pair_files(tmp_path, "b", ["pit", "boundary attack"], 5))
+    with pytest.raises(TrainingDataError, match="Class 7 is 'corroded area' in a0 but 'pit' in b"):
+        train(tiny_config(classes=[]), [*pairs, other], run_dir=tmp_path / "r2")

@@ -146,6 +146,7 @@ def load_pair(spec: str):
     from ..core.labels_io import read_labels
     from ..core.reading import read_micrograph
     from ..core.training import TrainImage
+    from ..core.training.data import class_names_of
 
     image, sep, labels = spec.rpartition(":")
     if not sep or not image or not labels:
@@ -162,7 +163,8 @@ def load_pair(spec: str):
     mg = read_micrograph(image, as_grey=True)
     rec = read_labels(labels)
     ps = mg.pixel_size.x_nm if mg.pixel_size.calibrated else None
-    return TrainImage(Path(image).stem, mg.data, rec.labels, dict(rec.instance_classes), ps)
+    return TrainImage(Path(image).stem, mg.data, rec.labels, dict(rec.instance_classes), ps,
+                      class_names=class_names_of(rec.classes))
 
 
 def _data(d: dict):

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.classes import ClassTable
 from ..core.training import TrainConfig, TrainImage, load_folder, train
+from ..core.training.data import class_names_of
 from .layer_data import layer_classes, layer_pixel_size
 
 
@@ -57,6 +58,7 @@ def layer_train_image(image_layer, labels_layer) -> tuple[TrainImage, ClassTable
         labels=np.array(labels_layer.data),
         instance_classes=inst,
         pixel_size_nm=ps.x_nm if ps.calibrated else None,
+        class_names=class_names_of(table),
     )
     return im, table
 

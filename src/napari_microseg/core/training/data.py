@@ -38,6 +38,10 @@ class TrainImage:
     instance_classes : dict
         ``{instance_id: class_id}``; instances not listed are class 1.
     pixel_size_nm : float, optional
+    class_names : dict
+        ``{class_id: (name, colour)}`` from the labels' own class table (a
+        ``.labels.json`` sidecar, COCO categories); the model card takes its
+        class names from here when the run does not list classes.
     """
 
     name: str
@@ -45,6 +49,7 @@ class TrainImage:
     labels: np.ndarray
     instance_classes: dict = field(default_factory=dict)
     pixel_size_nm: float | None = None
+    class_names: dict = field(default_factory=dict)
 
     def semantic(self) -> np.ndarray:
         """Class-id map (uint8/uint16) of the instances."""
@@ -60,6 +65,11 @@ class TrainImage:
     def class_ids(self) -> set[int]:
         present = np.unique(self.labels)
         return {int(self.instance_classes.get(int(i), 1)) for i in present if i}
+
+
+def class_names_of(table) -> dict:
+    """``{class_id: (name, colour)}`` of a :class:`~..classes.ClassTable`."""
+    return {int(c.id): (c.name, c.color) for c in table}
 
 
 def normalised(image: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> np.ndarray:
@@ -270,6 +280,7 @@ def _load_coco(root: Path, path: Path, names) -> tuple[list[TrainImage], dict]:
     files = {Path(str(e["file_name"])).stem: e["file_name"] for e in coco["images"]}
     out = []
     for stem in _select([s for s in by_stem if s in files], names):
-        labels, inst, _ = coco_to_labels(coco, files[stem])
-        out.append(TrainImage(stem, _read_grey(by_stem[stem]), labels, inst))
+        labels, inst, table = coco_to_labels(coco, files[stem])
+        out.append(TrainImage(stem, _read_grey(by_stem[stem]), labels, inst,
+                              class_names=class_names_of(table)))
     return out, {"layout": f"COCO {path.name}", "root": str(root)}

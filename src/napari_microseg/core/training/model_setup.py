@@ -12,17 +12,33 @@ from .config import TrainConfig, TrainingDataError
 
 
 def classes_for(cfg: TrainConfig, images) -> list[dict]:
-    """The card classes: the config's, or those present in the data (default names)."""
+    """The card classes: the config's, or those present in the data.
+
+    A class present in the data is named from the images' own class tables
+    (``TrainImage.class_names``), else from the default classes, else
+    ``"class N"``. Two images whose objects carry one id under different names
+    are refused: the model would silently merge two classes.
+    """
     if cfg.classes:
         return [dict(c) for c in cfg.classes]
     ids = sorted(set().union(*(im.class_ids() for im in images)) or {1})
-    known = {c.id: c for c in DEFAULT_CLASSES}
+    named: dict[int, tuple] = {}
+    for im in images:
+        present = im.class_ids()  # a table may list classes the image does not use
+        for cid, (name, color) in getattr(im, "class_names", {}).items():
+            if int(cid) not in present:
+                continue
+            first = named.setdefault(int(cid), (name, color, im.name))
+            if first[0] != name:
+                raise TrainingDataError(
+                    f"Class {cid} is {first[0]!r} in {first[2]} but {name!r} in {im.name}; "
+                    "give the labels one class table (or list the classes for the run)."
+                )
+    known = {c.id: (c.name, c.color) for c in DEFAULT_CLASSES}
     out = []
     for i in ids:
-        c = known.get(i)
-        out.append(
-            {"id": i, "name": c.name if c else f"class {i}", "color": c.color if c else "#ffff00"}
-        )
+        name, color = named[i][:2] if i in named else known.get(i, (f"class {i}", "#ffff00"))
+        out.append({"id": i, "name": name, "color": color})
     return out
 
 
