@@ -43,21 +43,23 @@ TINY_MRCNN = {"backbone": "resnet18", "min_size": 64, "max_size": 64, "fpn_chann
 class BoxDetector(nn.Module):
     """Stand-in detector: the true objects' boxes (from a label image), each mask the whole box."""
 
-    def __init__(self, labels, label_of=lambda i: 1):
+    def __init__(self, labels, label_of=lambda i: 1, score_of=lambda i: 0.9):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(1))
         self.labels = labels
         self.label_of = label_of
+        self.score_of = score_of
 
     def forward(self, x):
         out = []
         for im in x:
             h, w = im.shape[1:]
-            boxes, masks, labels = [], [], []
+            boxes, masks, labels, scores = [], [], [], []
             for i, sl in enumerate(ndi.find_objects(self.labels[:h, :w]), start=1):
                 if sl is None:
                     continue
                 labels.append(self.label_of(i))
+                scores.append(self.score_of(i))
                 boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
                 m = np.zeros((1, h, w), np.float32)
                 m[0, sl[0], sl[1]] = 1.0
@@ -65,7 +67,7 @@ class BoxDetector(nn.Module):
             n = len(boxes)
             out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
                         "labels": torch.tensor(labels, dtype=torch.int64).reshape(n),
-                        "scores": torch.full((n,), 0.9),
+                        "scores": torch.tensor(scores, dtype=torch.float32).reshape(n),
                         "masks": torch.from_numpy(np.array(masks, np.float32).reshape(n, 1, h, w))})
         return out
 
@@ -101,6 +103,22 @@ def test_masks_come_from_the_refiner_and_beat_the_box_masks(torch_one_thread):
     assert full <= n // 3  # not the detector's box masks (only tiny objects fill their box)
     assert np.mean(refined) > 0.75 and np.mean(refined) > np.mean(boxed) + 0.03
     assert set(pred.instance_classes.values()) == {4}
+
+
+def test_boxes_below_the_score_threshold_are_not_refined(torch_one_thread):
+    """Low-score boxes are dropped before the (costly) refiner, not refined and then discarded."""
+    s = generate("tem-voids", shape=(192, 192), seed=1)
+    card = ModelCard(name="d", architecture="maskrcnn", task="instance", classes=CLASSES,
+                     tile=192, halo=0)
+    model = TwoStage(BoxDetector(s.labels, score_of=lambda i: 0.9 if i % 2 else 0.2),
+                     make_refiner("microseg-promptable")).eval()
+    pred = predict_instances(model, card, s.image)  # the card's threshold: 0.5
+    n_high = (int(s.labels.max()) + 1) // 2
+    assert model.stats["refined"] + model.stats["fallback"] == n_high
+    assert pred.labels.max() == n_high
+    model.stats = {"refined": 0, "fallback": 0}
+    low = predict_instances(model, card, s.image, score_threshold=0.1)
+    assert model.stats["refined"] + model.stats["fallback"] == s.labels.max() == low.labels.max()
 
 
 class EmptyRefiner(PromptBackend):

@@ -165,6 +165,8 @@ def predict_instances(
         src, window = resample(apply_normalization(np.asarray(image), *window), factors), (0.0, 1.0)
     thresholds = (card.threshold_list(0.5) if score_threshold is None
                   else [float(score_threshold)] * card.n_classes)
+    if hasattr(model, "score_floor"):  # a two-stage model refines only what will be kept
+        model.score_floor = min(thresholds, default=0.0)
     painter = _Painter(src.shape[:2], merge_overlap)
     tiles = tile_grid(src.shape[:2], tile, halo)
     done = 0

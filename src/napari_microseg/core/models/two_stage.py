@@ -107,6 +107,9 @@ class TwoStage(nn.Module):
         self.input_multiple = input_multiple(detector)
         #: Masks drawn by the refiner, and empty ones replaced by the detector's mask.
         self.stats = {"refined": 0, "fallback": 0}
+        #: Lowest score the caller keeps (set by ``predict_instances`` from its thresholds):
+        #: boxes below it are dropped before refinement instead of refined and discarded.
+        self.score_floor = 0.0
 
     def forward(self, images, targets=None):
         """One detection dict per image, masks from the refiner (eval only)."""
@@ -119,7 +122,7 @@ class TwoStage(nn.Module):
         """``det`` with each kept box's mask drawn by the refiner on ``image`` (``(C, H, W)``)."""
         from ..prompting.session import PromptSession
 
-        keep = det["scores"] >= self.min_score
+        keep = det["scores"] >= max(self.min_score, self.score_floor)
         det = {k: v[keep] for k, v in det.items()}
         boxes = det["boxes"].detach().float().cpu().numpy()
         if len(boxes) == 0:
