@@ -116,6 +116,9 @@ class LabelingController(EditStrokeMixin):
         self._last_pred = None
         self._cancel = False
         self.status = ""
+        #: Optional callable run after every change of the labels (commit, edit, undo, batch);
+        #: the dock's automatic adaptation counts the objects there.
+        self.on_labels_changed = None
         self._init_edit_state()
 
     # -- set up ----------------------------------------------------------------------
@@ -296,6 +299,28 @@ class LabelingController(EditStrokeMixin):
         layer.metadata["classes"] = classes.to_list()
         layer.features = class_features(layer.data, inst, classes)
         layer.refresh()
+        if self.on_labels_changed is not None:
+            self.on_labels_changed()
+
+    def swap_backend(self, backend, *, on_ready=None):
+        """Prompt with ``backend`` from now on, keeping the target, the prompts and the undo steps.
+
+        The image is prepared for it in a worker; the old backend answers clicks
+        until the new one is ready.
+        """
+        session = PromptSession(backend, self.session.cache)
+        image = self.image_layer
+        data = np.asarray(image.data) if not hasattr(image.data, "chunks") else image.data
+        contrast = tuple(image.contrast_limits)
+
+        def done(status):
+            self.session = session
+            self.status = f"{backend.name}: {status}"
+            if on_ready is not None:
+                on_ready(self.status)
+
+        return start_worker(session.set_image, data, contrast_limits=contrast, on_returned=done,
+                            progress_bar={"desc": "Preparing image"})
 
     def commit(self):
         """Write the preview into the labels layer as a new instance of the current class.

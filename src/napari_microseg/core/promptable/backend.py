@@ -137,6 +137,9 @@ class PromptableBackend(PromptBackend):
         self.last_input_shapes: list[tuple[int, ...]] = []
         #: Windows of the last :meth:`predict` (one per pass).
         self.last_windows: list[Window] = []
+        #: Where the weights came from: ``"default"`` (the shipped model), a weights file, or
+        #: ``None`` (built in memory); in-session adaptation starts from it.
+        self.source: str | Path | None = None
 
     # -- construction ------------------------------------------------------------------
 
@@ -159,7 +162,9 @@ class PromptableBackend(PromptBackend):
                 raise MicrosegError(f"{card_path}: the model card is not a JSON object.")
         sha = card.get("weights_sha256")
         model, crop, meta = load_weights(path, sha if isinstance(sha, str) else None)
-        return cls(model, crop, {**meta, **card}, **kw)
+        backend = cls(model, crop, {**meta, **card}, **kw)
+        backend.source = Path(path)
+        return backend
 
     @classmethod
     def load_default(cls, **kw) -> PromptableBackend:
@@ -172,7 +177,9 @@ class PromptableBackend(PromptBackend):
                 f"({weights})."
             )
         with resources.as_file(weights) as path:
-            return cls.from_checkpoint(path, **kw)
+            backend = cls.from_checkpoint(path, **kw)
+        backend.source = "default"
+        return backend
 
     def signature(self) -> dict:
         """Backend name, model id and window rules."""

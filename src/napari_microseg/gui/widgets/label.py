@@ -2,7 +2,8 @@
 
 A thin shell around :class:`~napari_microseg.gui.labeling.LabelingController`:
 it picks the image, the target Labels layer, the model and the class, and
-offers commit/undo, box batches and segment-everything. The model list holds
+offers commit/undo, box batches, segment-everything and the adaptation of the
+live promptable model to the committed objects (:mod:`..label_adapt`). The model list holds
 only models that can really run: SAM2 when its weights are found, the offline
 promptable model when installed, fine-tuned promptable and SAM2 models from
 the model folder (``microseg train --arch promptable|sam2``; a SAM2 one when
@@ -33,6 +34,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ...core.classes import DEFAULT_CLASSES
 from ...core.errors import MicrosegError
+from ..label_adapt import AdaptationPanel
 from ..labeling import LabelingController, remove_helpers, shortcuts_html
 from ..layer_data import (
     SOURCE_IMAGE_KEY,
@@ -149,6 +151,7 @@ class LabelWidget(QWidget):
         self.everything_button = PushButton(text="Segment everything")
         self.accept_button = PushButton(text="Accept candidates")
         self.reject_button = PushButton(text="Reject candidates")
+        self.adaptation = AdaptationPanel(lambda: self.controller, self._say)
         self.params = Container(widgets=[
             self.image, self.labels, self.model, self.sam2_model, self.weights_file_button,
             self.download_button, self.start_button, self.cancel_button, self.klass, self.new_class,
@@ -156,6 +159,7 @@ class LabelWidget(QWidget):
             self.clear_button, self.stroke_tool, self.edit_button, self.cancel_edit_button,
             self.load_boxes_button, self.boxes_button, self.spacing,
             self.min_area, self.everything_button, self.accept_button, self.reject_button,
+            *self.adaptation.widgets,
         ])
         self.status = QLabel(note or "Pick an image and press Start.")
         self.status.setWordWrap(True)
@@ -289,6 +293,8 @@ class LabelWidget(QWidget):
         self.controller = LabelingController(self._viewer, backend, cache)
         self.controller.current_class = lambda: self.klass.value
         self.controller.on_status = self._say
+        self.controller.on_labels_changed = self.adaptation.labels_changed
+        self.adaptation.reset(target)
         self._on_overwrite()
         self._on_stroke_tool()
         self._say(f"Preparing {image.name} with {backend.name}…")
