@@ -400,3 +400,51 @@ def test_real_core_find_accept_next_round_undo(make_napari_viewer, qtbot, torch_
     dock.undo_button.native.click()
     np.testing.assert_array_equal(np.asarray(labels.data), committed0)
     assert layer_classes(labels)[0] == {i: klass for i in exemplars}
+
+
+def test_search_another_open_image_accepts_into_its_own_labels(make_napari_viewer, qtbot, torch_one_thread):
+    """Exemplars on one image, candidates on another open image, accepted into that image's labels."""
+    from napari_microseg.core.evaluate.matching import match_instances
+    from napari_microseg.core.synth.generator import generate
+    from napari_microseg.gui.widgets.find_similar import FindSimilarWidget
+
+    first, second = (generate("sem-pits", shape=(256, 256), seed=s, n_objects=25, nuisances=False)
+                     for s in (3, 4))
+    inst = first.instance_classes
+    klass = max(set(inst.values()), key=list(inst.values()).count)
+    exemplars = sorted(i for i, c in inst.items() if c == klass)[:5]
+    committed0 = np.where(np.isin(first.labels, exemplars), first.labels, 0).astype(np.int32)
+    viewer = make_napari_viewer(show=True)
+    ps = first.pixel_size
+    image = viewer.add_image(first.image, name="sem", scale=ps.scale, metadata={"pixel_size": ps.to_dict()})
+    other = viewer.add_image(second.image, name="sem 2", scale=ps.scale,
+                             metadata={"pixel_size": ps.to_dict()})
+    data, kw, _ = labels_layer(committed0.copy(), instance_classes={i: klass for i in exemplars},
+                               classes=first.classes, pixel_size=ps, name="sem labels",
+                               metadata={SOURCE_IMAGE_KEY: "sem"})
+    labels = viewer.add_labels(data, **kw)
+    dock = FindSimilarWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Find similar")
+    dock.image.value, dock.labels.value = image, labels
+    dock.klass.value = klass
+    dock.search_in.value = other
+    dock.find_button.native.click()
+    wait_idle(qtbot, dock, timeout=180_000)
+    rv = dock.review
+    assert rv.image_layer is other and rv.labels_layer.name == "sem 2 labels"
+    assert not dock.next_button.enabled  # next round needs the exemplars' image
+    n = len(rv.scores)
+    assert n >= 3, dock.status.text()
+    dock.score.value = 0.0
+    assert dock.accept_above() == n
+    target = viewer.layers["sem 2 labels"]
+    got = np.asarray(target.data)
+    assert layer_classes(target)[0] == {i: klass for i in range(1, n + 1)}
+    assert klass in [c.id for c in layer_classes(target)[1]]
+    np.testing.assert_array_equal(np.asarray(labels.data), committed0)  # the exemplars' layer untouched
+    want = [i for i, c in second.instance_classes.items() if c == klass]
+    truth = np.where(np.isin(second.labels, want), second.labels, 0)
+    m = match_instances(got, truth, 0.3)
+    assert m.tp >= 0.5 * n, (m.tp, n, len(want))  # most candidates are objects of the class
+    dock.next_round()
+    assert "exemplars' image" in dock.status.text()

@@ -17,6 +17,12 @@ score, red (low) to green (high). Review them with
 * **Next round** tells the method what was accepted and rejected and proposes
   again.
 
+**search in** another open image applies what was learnt from the exemplars
+to that image (:meth:`~napari_microseg.core.fewshot.FindSimilar.propose_on`,
+tiled, any size): its candidates are reviewed the same way and accepted into
+that image's own Labels layer (``"<image> labels"``, made with the exemplars'
+class table when it does not exist). Next round needs the exemplars' image.
+
 Committed pixels are never changed: candidates only fill background.
 
 *Classify like these* learns from the classified objects of the Labels layer
@@ -115,6 +121,11 @@ class FindSimilarWidget(QWidget):
         self._cancel = False
         self._fraction = 0.0
         self.image = layer_picker(viewer, "Image", "image")
+        self.search_in = layer_picker(viewer, "Image", "search in", nullable=True)
+        self.search_in.tooltip = ("Empty: the exemplars' image. Another open image: search it with what "
+                                  "was learnt from the exemplars; accepted objects go to its own labels.")
+        #: whether the shown candidates are on another image than the exemplars'
+        self.cross_image = False
         self.labels = layer_picker(viewer, "Labels", "labels", nullable=True)
         self.klass = ComboBox(label="class", choices=[])
         self.klass.tooltip = "The committed objects of this class are the exemplars; accepted ones get it."
@@ -130,7 +141,7 @@ class FindSimilarWidget(QWidget):
         self.classify_button = PushButton(text="Classify like these")
         self.apply_button = PushButton(text="Apply classes", enabled=False)
         self.params = Container(widgets=[
-            self.image, self.labels, self.klass, self.masks, self.find_button, self.cancel_button, self.score,
+            self.image, self.labels, self.klass, self.masks, self.search_in, self.find_button, self.cancel_button, self.score,
             self.accept_button, self.next_button, self.undo_button, self.classify_button, self.apply_button,
         ])
         for w in (self.find_button, self.score, self.accept_button, self.next_button):
@@ -178,6 +189,7 @@ class FindSimilarWidget(QWidget):
     def reset_choices(self, *_):
         """Refresh the layer pickers (they follow the active layer unless the user chose one)."""
         self._follow.reset_choices()
+        self.search_in.reset_choices()
 
     def _on_removed(self, event=None):
         layer = getattr(event, "value", None)
@@ -275,7 +287,8 @@ class FindSimilarWidget(QWidget):
         return self.worker
 
     def _enable_review(self, on: bool):
-        self.accept_button.enabled = self.next_button.enabled = on
+        self.accept_button.enabled = on
+        self.next_button.enabled = on and not self.cross_image
         self.undo_button.enabled = self.review is not None
 
     def _show(self, cands):
@@ -302,22 +315,67 @@ class FindSimilarWidget(QWidget):
         except MicrosegError as e:
             self._say(str(e), error=True)
             return None
+        target = self.search_in.value
+        cross = target is not None and target is not image
+        if cross:
+            try:
+                target_labels = self._labels_for_search(target, labels, class_id)
+            except MicrosegError as e:
+                self._say(str(e), error=True)
+                return None
+        else:
+            target, target_labels = image, labels
         if self.review is not None:
             self.review.close()
-        self.review = CandidateReview(self._viewer, image, labels, class_id)
+        self.cross_image = cross
+        self.review = CandidateReview(self._viewer, target, target_labels, class_id)
         self.review.on_status = self.status.setText
-        # the image as napari holds it (a lazy array is read tile by tile in the worker)
+        # the images as napari holds them (a lazy array is read tile by tile in the worker)
         data, committed = image.data, np.array(labels.data, copy=True)
+        other = target.data
         backend = MASK_SOURCES[self.masks.value]
 
         def work():
             finder = make_finder(data, backend=backend, seed=0)
             finder.set_exemplars(committed, ids=ids)
             self.finder = finder
+            if cross:
+                return finder.propose_on(other, progress=self._progress, cancel=lambda: self._cancel)
             return finder.propose(progress=self._progress, cancel=lambda: self._cancel)
 
-        self._say(f"Finding objects like the {len(ids)} committed ones…")
+        where = f" in {target.name}" if cross else ""
+        self._say(f"Finding objects like the {len(ids)} committed ones{where}…")
         return self._run(work, "Find similar", self._show)
+
+    def _labels_for_search(self, target, labels, class_id: int):
+        """``target``'s own Labels layer (made with ``labels``' class table when there is none).
+
+        An existing layer whose class table lacks the exemplars' class gets it.
+        """
+        from ...core.errors import LabelsError
+        from ..layer_data import SOURCE_IMAGE_KEY, labels_layer, labels_of_image
+
+        if target.rgb or target.multiscale or np.ndim(target.data) != 2:
+            raise MicrosegError(f"{target.name}: Find similar searches single 2-D grey images.")
+        shape = tuple(target.data.shape)
+        own = [lyr for lyr in labels_of_image(self._viewer, target) if tuple(lyr.data.shape) == shape]
+        named = [lyr for lyr in own if lyr.name == f"{target.name} labels"]
+        _, classes = layer_classes(labels)
+        if named or own:
+            layer = (named or own)[0]
+            _, table = layer_classes(layer)
+            if class_id not in [c.id for c in table]:
+                try:
+                    table.add(classes[class_id])
+                except LabelsError as e:
+                    raise MicrosegError(f"{layer.name}: cannot take class {classes[class_id].name!r} "
+                                        f"({e}).") from None
+                layer.metadata["classes"] = table.to_list()
+            return layer
+        data, kw, _ = labels_layer(np.zeros(shape, np.int32), classes=classes,
+                                   pixel_size=layer_pixel_size(target), name=f"{target.name} labels",
+                                   metadata={SOURCE_IMAGE_KEY: target.name})
+        return self._viewer.add_labels(data, **kw)
 
     def _on_score(self, *_):
         """Recolour once the slider rests 40 ms: a drag does not queue a recolour per step."""
@@ -349,6 +407,9 @@ class FindSimilarWidget(QWidget):
         rv, finder = self.review, self.finder
         if rv is None or finder is None:
             self._say("Press Find similar first.")
+            return None
+        if self.cross_image:
+            self._say("Next round learns on the exemplars' image: empty 'search in' and press Find similar.")
             return None
         accept, reject = rv.decisions()
         negatives = np.asarray(rv.negatives, float).reshape(-1, 2)
