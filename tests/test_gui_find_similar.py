@@ -337,6 +337,14 @@ def test_classify_like_these_real_classifier(window, qtbot):
     inst, _ = layer_classes(labels)
     assert inst == {**{k: DOT for k in range(1, 13)}, 13: 6, 14: 6}
     np.testing.assert_array_equal(np.asarray(labels.data), allobj)  # classes only; no pixel changes
+    # Undo Apply classes: one step back to the user's classes, a correction made since stays
+    labels.features = class_features(allobj, {**inst, 14: DOT}, classes)
+    assert dock.unapply_button.enabled and dock.unapply_classes() == 10
+    assert layer_classes(labels)[0] == {1: DOT, 2: DOT, 13: 6, 14: DOT}
+    assert not dock.unapply_button.enabled
+    labels.features = class_features(allobj, {1: DOT, 2: DOT, 13: 6}, classes)
+    assert dock.apply_classes() == 11
+    inst, _ = layer_classes(labels)
     # a correction (as the Correct dock's Set class would write it) becomes an example on rerun
     from napari_microseg.gui.widgets.find_similar import user_examples
 

@@ -34,7 +34,8 @@ colours in a helper layer. *Apply classes* writes the predicted classes into
 the Labels layer for the objects that are not examples; they are remembered as
 predictions (``metadata["microseg_predicted_classes"]``), so that after you
 correct some of them a rerun learns from your corrections, not from its own
-guesses.
+guesses. *Undo Apply classes* gives the objects their classes from before, as
+one step (corrections made since stay).
 """
 
 from __future__ import annotations
@@ -140,9 +141,13 @@ class FindSimilarWidget(QWidget):
         self.undo_button = PushButton(text="Undo (Ctrl+Z)", enabled=False)
         self.classify_button = PushButton(text="Classify like these")
         self.apply_button = PushButton(text="Apply classes", enabled=False)
+        self.unapply_button = PushButton(text="Undo Apply classes", enabled=False)
+        #: ``(labels layer, classes before, predictions before)`` of each Apply classes, last on top
+        self._applied: list[tuple] = []
         self.params = Container(widgets=[
             self.image, self.labels, self.klass, self.masks, self.search_in, self.find_button, self.cancel_button, self.score,
             self.accept_button, self.next_button, self.undo_button, self.classify_button, self.apply_button,
+            self.unapply_button,
         ])
         for w in (self.find_button, self.score, self.accept_button, self.next_button):
             w.tooltip = HELP
@@ -177,6 +182,7 @@ class FindSimilarWidget(QWidget):
         self.undo_button.changed.connect(self.undo)
         self.classify_button.changed.connect(self.classify)
         self.apply_button.changed.connect(self.apply_classes)
+        self.unapply_button.changed.connect(self.unapply_classes)
         self.table.row_clicked.connect(self._on_row)
         self.labels.changed.connect(self._refresh_classes)
         self._follow = LayerFollower(viewer, image=self.image, labels=self.labels)
@@ -501,12 +507,44 @@ class FindSimilarWidget(QWidget):
         predicted = {int(i): int(c) for i, c, ex in zip(table["label"], table["class_id"], table["example"],
                                                           strict=True)
                      if not ex and int(i) in present and int(i) not in examples}
+        self._applied.append((labels, dict(inst), dict(labels.metadata.get(PREDICTED_KEY) or {})))
         inst.update(predicted)
         labels.metadata["classes"] = classes.to_list()
         labels.metadata[PREDICTED_KEY] = {str(k): v for k, v in predicted.items()}
         labels.features = class_features(np.asarray(labels.data), inst, classes)
-        self._say(f"Applied classes to {len(predicted)} objects of {labels.name}.")
+        self.unapply_button.enabled = True
+        self._say(f"Applied classes to {len(predicted)} objects of {labels.name} (Undo Apply classes "
+                  "restores the classes before).")
         return len(predicted)
+
+    def unapply_classes(self, *_):
+        """Give the objects back the classes they had before the last *Apply classes* (one step).
+
+        Pixels are not touched; objects removed since stay absent, objects added
+        since and classes the user corrected since keep their class.
+        """
+        while self._applied and self._applied[-1][0] not in self._viewer.layers:
+            self._applied.pop()  # its layer was closed
+        if not self._applied:
+            self.unapply_button.enabled = False
+            self._say("No Apply classes to undo.")
+            return 0
+        labels, before, predicted_before = self._applied.pop()
+        inst, classes = layer_classes(labels)
+        applied = {int(k): int(v) for k, v in (labels.metadata.get(PREDICTED_KEY) or {}).items()}
+        changed = 0
+        for i in [i for i, c in applied.items() if inst.get(i) == c]:  # a user's correction stays
+            if i in before:
+                changed += inst[i] != before[i]
+                inst[i] = before[i]
+            else:
+                inst.pop(i)
+                changed += 1
+        labels.metadata[PREDICTED_KEY] = predicted_before
+        labels.features = class_features(np.asarray(labels.data), inst, classes)
+        self.unapply_button.enabled = bool(self._applied)
+        self._say(f"Classes of {changed} objects of {labels.name} restored.")
+        return changed
 
     def _on_row(self, row):
         """Select the object of a table row (the Correct dock's Set class acts on it)."""
