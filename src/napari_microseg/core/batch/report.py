@@ -30,14 +30,10 @@ MAX_TABLE_ROWS = 500
 
 
 def read_objects(path, columns) -> pd.DataFrame:
-    """The columns of a per-object CSV written by the batch (provenance lines skipped)."""
-    with open(path, encoding="utf-8") as f:
-        skip = 0
-        for line in f:
-            if not line.startswith("# "):
-                break
-            skip += 1
-    return pd.read_csv(path, skiprows=skip, usecols=lambda c: c in columns)
+    """The columns of a per-object CSV written by the batch (older ``# `` provenance lines skipped)."""
+    from ..measure.export import read_csv_plain
+
+    return read_csv_plain(path, usecols=lambda c: c in columns)
 
 
 def pooled_objects(results) -> pd.DataFrame:
