@@ -135,7 +135,7 @@ def main(real: bool = False) -> dict:
     dock.score.value = 0.0
     ids = rv.visible_ids()
     if ids.size:
-        r, c = np.argwhere(np.asarray(rv.layer.data) == ids[0])[0]
+        r, c = np.argwhere(np.asarray(rv.candidates.labels) == ids[0])[0]
         out["click_accept_s"] = gui(lambda: rv._on_click(rv.layer, (r, c), type("E", (), {"button": 1,
                                                                                           "modifiers": []})()))
     out["undo_s"] = gui(dock.undo)

@@ -24,6 +24,7 @@ from napari_microseg.gui.layer_data import (
     labels_layer,
     layer_classes,
 )
+from napari_microseg.gui.similar_review import candidate_outlines
 
 pytestmark = [pytest.mark.gui,
               pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")]
@@ -210,7 +211,8 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     for j, k in enumerate(range(4, 13), start=1):
         expect[truth == k] = j
     expect[squares == 1], expect[squares == 2] = 10, 11
-    np.testing.assert_array_equal(cand.data, expect)
+    np.testing.assert_array_equal(rv.candidates.labels, expect)
+    np.testing.assert_array_equal(cand.data, candidate_outlines(expect))  # drawn as outlines
     np.testing.assert_allclose(rv.scores, [0.3 + 0.05 * k for k in range(4, 13)] + [0.1, 0.2])
     assert dock.progress.value() == 1000
     assert labels not in dock.labels.choices or dock.labels.value is labels  # the helper is never offered
@@ -262,7 +264,8 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     for j, k in enumerate(range(5, 9), start=1):  # dots 5..8, then square 2
         expect2[truth == k] = j
     expect2[squares == 2] = 5
-    np.testing.assert_array_equal(rv.layer.data, expect2)
+    np.testing.assert_array_equal(rv.candidates.labels, expect2)
+    np.testing.assert_array_equal(rv.layer.data, candidate_outlines(expect2))
     assert rv.decisions() == ([], [])
     shot(viewer, qtbot, artifacts_dir, "04_next_round")
 
@@ -385,7 +388,7 @@ def test_real_core_find_accept_next_round_undo(make_napari_viewer, qtbot, torch_
     dock.find_button.native.click()
     wait_idle(qtbot, dock, timeout=180_000)
     rv = dock.review
-    cand = np.asarray(rv.layer.data)
+    cand = np.asarray(rv.candidates.labels)
     n = len(rv.scores)
     assert n >= 1, dock.status.text()
     assert not np.any(cand[committed0 > 0]), "a candidate overlaps a committed object"
@@ -403,7 +406,7 @@ def test_real_core_find_accept_next_round_undo(make_napari_viewer, qtbot, torch_
     dock.next_button.native.click()
     wait_idle(qtbot, dock, timeout=180_000)
     assert dock.review.candidates is not None
-    assert not np.any(np.asarray(dock.review.layer.data)[after > 0])
+    assert not np.any(np.asarray(dock.review.candidates.labels)[after > 0])
     # one undo removes the whole accept
     dock.undo_button.native.click()
     np.testing.assert_array_equal(np.asarray(labels.data), committed0)
@@ -456,3 +459,15 @@ def test_search_another_open_image_accepts_into_its_own_labels(make_napari_viewe
     assert m.tp >= 0.5 * n, (m.tp, n, len(want))  # most candidates are objects of the class
     dock.next_round()
     assert "exemplars' image" in dock.status.text()
+
+
+def test_candidate_outlines_are_a_band_inside_each_object():
+    lab = np.zeros((40, 60), np.int32)
+    lab[5:25, 5:25] = 1
+    lab[5:25, 25:45] = 2  # touching 1
+    lab[30:40, 50:60] = 3  # cut by the image corner
+    out = candidate_outlines(lab, width=2)
+    assert set(np.unique(out)) == {0, 1, 2, 3} and np.all((out == 0) | (out == lab))
+    assert out[15, 15] == 0 and out[15, 5] == 1 and out[15, 6] == 1 and out[15, 7] == 0  # 2 px band
+    assert out[15, 23] == 1 and out[15, 24] == 1 and out[15, 25] == 2  # the shared border, both sides
+    assert out[39, 55] == 3 and out[35, 59] == 3 and out[35, 55] == 0  # outlined along the image edge

@@ -25,10 +25,12 @@ events; the Find similar dock is a thin shell around it.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..core.correct import ClassStates, fingerprint
 from ..core.errors import LabelsError, MicrosegError
 from .clicks import click_callback
+from .colormaps import direct_colormap
 from .labeling import click_label, find_helper
 from .layer_data import class_features, helper_metadata, layer_classes
 
@@ -38,6 +40,22 @@ LOW, HIGH = np.array([0.9, 0.1, 0.1, 1.0], np.float32), np.array([0.1, 0.9, 0.2,
 MID = np.array([1.0, 0.85, 0.0, 1.0], np.float32)
 #: Outline width (px) of the candidates.
 CONTOUR = 2
+
+
+def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
+    """``labels`` kept only on a band of ``width`` px inside each object's border.
+
+    The candidates layer holds these outlines as its data (napari's own
+    ``contour`` would recompute them over the whole image at every recolour,
+    i.e. at every slider move); compute them in the worker for large images.
+    """
+    labels = np.asarray(labels)
+    size = 2 * int(width) + 1
+    edge = (ndi.minimum_filter(labels, size=size, mode="nearest") != labels)
+    edge |= ndi.maximum_filter(labels, size=size, mode="nearest") != labels
+    border = np.zeros(labels.shape, bool)  # objects cut by the image edge are outlined there too
+    border[:width], border[-width:], border[:, :width], border[:, -width:] = True, True, True, True
+    return np.where((edge | border) & (labels > 0), labels, 0).astype(labels.dtype, copy=False)
 
 
 def present_ids(data: np.ndarray) -> np.ndarray:
@@ -107,11 +125,15 @@ class CandidateReview:
 
     # -- candidates ----------------------------------------------------------------------
 
-    def show(self, candidates) -> None:
-        """Show a new round of ``candidates`` (decisions start afresh)."""
+    def show(self, candidates, outlines=None) -> None:
+        """Show a new round of ``candidates`` (decisions start afresh).
+
+        ``outlines``: :func:`candidate_outlines` of the candidates, when the
+        caller computed them in its worker (else they are computed here).
+        """
         self.candidates = candidates
         self.accepted, self.rejected, self.negatives = {}, set(), []
-        data = np.asarray(candidates.labels)
+        data = candidate_outlines(candidates.labels) if outlines is None else np.asarray(outlines)
         img = self.image_layer
         layer = find_helper(self.viewer, img.name, CANDIDATES_ROLE)
         if layer is not None and tuple(layer.data.shape) == data.shape:
@@ -123,8 +145,8 @@ class CandidateReview:
                 data, name=f"{img.name} {CANDIDATES_ROLE}", opacity=0.9, scale=img.scale[-2:],
                 translate=img.translate[-2:], units=img.units[-2:],
                 metadata=helper_metadata(img.name, CANDIDATES_ROLE))
-        # outlines: candidates read apart from the committed (filled) objects under them
-        layer.contour = CONTOUR
+        # outlines (the data): candidates read apart from the committed (filled) objects under them
+        layer.contour = 0
         layer.editable = False  # a review layer: clicks decide, no brush changes the candidates
         self.layer = layer
         if self._on_mouse not in layer.mouse_drag_callbacks:
@@ -162,8 +184,6 @@ class CandidateReview:
 
     def recolor(self) -> int:
         """Colour the shown candidates by score, the others transparent; return how many are shown."""
-        from .widgets.measure import direct_colormap
-
         if self.layer is None:
             return 0
         lo, hi = self.score_range()

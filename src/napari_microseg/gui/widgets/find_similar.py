@@ -57,7 +57,7 @@ from ..layer_data import (
     layer_pixel_size,
 )
 from ..layer_follow import LayerFollower, layer_picker
-from ..similar_review import CandidateReview, present_ids
+from ..similar_review import CandidateReview, candidate_outlines, present_ids
 from ..table_view import DataFrameView
 from ..workers import start_worker
 
@@ -93,6 +93,13 @@ def make_classifier(image, labels, pixel_size):
     from ...core.fewshot.classify import ObjectClassifier
 
     return ObjectClassifier(image, labels, pixel_size=pixel_size)
+
+
+def with_outlines(candidates):
+    """``(candidates, their outlines)``: the outlines are drawn in the worker, not the GUI thread."""
+    if getattr(candidates, "cancelled", False):
+        return candidates, None
+    return candidates, candidate_outlines(candidates.labels)
 
 
 def user_examples(labels_layer) -> dict[int, int]:
@@ -297,14 +304,15 @@ class FindSimilarWidget(QWidget):
         self.next_button.enabled = on and not self.cross_image
         self.undo_button.enabled = self.review is not None
 
-    def _show(self, cands):
+    def _show(self, out):
+        cands, outlines = out
         if self._cancel or getattr(cands, "cancelled", False):
             self._say("Cancelled.")
             return
         rv = self.review
         if rv is None:  # its layers were closed meanwhile
             return
-        rv.show(cands)
+        rv.show(cands, outlines)
         lo, hi = rv.score_range()
         value = min(max(self.score.value, lo), hi)
         with self.score.changed.blocked():
@@ -346,8 +354,9 @@ class FindSimilarWidget(QWidget):
             finder.set_exemplars(committed, ids=ids)
             self.finder = finder
             if cross:
-                return finder.propose_on(other, progress=self._progress, cancel=lambda: self._cancel)
-            return finder.propose(progress=self._progress, cancel=lambda: self._cancel)
+                return with_outlines(finder.propose_on(other, progress=self._progress,
+                                                       cancel=lambda: self._cancel))
+            return with_outlines(finder.propose(progress=self._progress, cancel=lambda: self._cancel))
 
         where = f" in {target.name}" if cross else ""
         self._say(f"Finding objects like the {len(ids)} committed ones{where}…")
@@ -424,7 +433,7 @@ class FindSimilarWidget(QWidget):
             if len(negatives):
                 finder.add_negatives(points=negatives)
             finder.review(accept=accept, reject=reject)
-            return finder.propose(progress=self._progress, cancel=lambda: self._cancel)
+            return with_outlines(finder.propose(progress=self._progress, cancel=lambda: self._cancel))
 
         self._say(f"Next round with {len(accept)} accepted, {len(reject)} rejected and "
                   f"{len(negatives)} negative clicks…")
@@ -481,8 +490,8 @@ class FindSimilarWidget(QWidget):
     def _color_predicted(self, labels, inst, classes):
         """Show predicted classes as colours in a helper layer sharing the labels' pixels."""
         from ...core.measure.colors import class_color_dict
+        from ..colormaps import direct_colormap
         from ..labeling import find_helper
-        from .measure import direct_colormap
 
         name = labels.name
         layer = find_helper(self._viewer, name, PREDICTED_ROLE)
