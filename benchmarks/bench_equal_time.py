@@ -188,7 +188,7 @@ def run(args) -> dict:
 def table(files) -> str:
     """Markdown table of saved results (one row per model, snapshot and threshold)."""
     rows = ["| data | model | CPU min | run steps | thr | F1@0.5 | F1 per class | mIoU | matched IoU "
-            "| density err % | size err % |", "|" + "---|" * 11]
+            "| density err % | size err % | s / image |", "|" + "---|" * 12]
     for f in files:
         d = json.loads(Path(f).read_text())
         data = d["dataset"].split(":")[0].split(" 384")[0]
@@ -203,7 +203,7 @@ def table(files) -> str:
                 f"{' / '.join(str(v) for v in s['f1_per_class'].values())} | {s['miou']} | "
                 f"{s['matched_iou']} | "
                 f"{' / '.join(str(v) for v in s['density_error_pct'].values())} | "
-                f"{' / '.join(str(v) for v in s['size_error_pct'].values())} |")
+                f"{' / '.join(str(v) for v in s['size_error_pct'].values())} | {s['s_per_image']} |")
     return "\n".join(rows)
 
 
