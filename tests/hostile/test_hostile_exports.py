@@ -29,6 +29,7 @@ from napari_microseg.core.measure import (
     measure_objects,
     read_tables,
 )
+from napari_microseg.core.measure import export_xlsx as export_xlsx_mod
 from napari_microseg.core.measure import objects as objects_mod
 from napari_microseg.core.measure import runs as runs_mod
 from napari_microseg.core.measure.export import sidecar_path
@@ -90,14 +91,15 @@ class _DiskFull:
 
 
 def _fill_disk_after(monkeypatch, limit):
-    """Make every file the export module opens for writing fail after ``limit`` bytes."""
+    """Make every file the export modules open for writing fail after ``limit`` bytes."""
     real = open
 
     def failing_open(file, mode="r", *args, **kwargs):
         f = real(file, mode, *args, **kwargs)
         return _DiskFull(f, limit) if ("w" in mode or "a" in mode) else f
 
-    monkeypatch.setattr(export_mod, "open", failing_open, raising=False)
+    for module in (export_mod, export_xlsx_mod):
+        monkeypatch.setattr(module, "open", failing_open, raising=False)
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame):
@@ -205,7 +207,7 @@ def test_a_cut_json_or_xlsx_is_one_clear_error(tables, prov, tmp_path, suffix):
 
 def test_files_written_in_chunks_read_back_equal(tables, prov, tmp_path, monkeypatch):
     monkeypatch.setattr(export_mod, "CHUNK_ROWS", 37)
-    monkeypatch.setattr(export_mod, "_XLSX_PROGRESS_ROWS", 41)
+    monkeypatch.setattr(export_xlsx_mod, "_XLSX_PROGRESS_ROWS", 41)
     n = len(tables["objects"]) + len(tables["summary"])
     for suffix in (".csv", ".json", ".xlsx"):
         seen = []

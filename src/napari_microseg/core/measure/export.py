@@ -10,7 +10,7 @@ that the readers return a DataFrame equal to the one written.
   the table's name, dtypes, ``attrs`` and row count are in a JSON sidecar
   ``NAME.csv.json`` beside it (:func:`sidecar_path`). Files of older versions,
   with ``# key: json-value`` lines before the table, are still read.
-* **XLSX** has one sheet per table plus a ``provenance`` sheet of
+* **XLSX** (:mod:`.export_xlsx`) has one sheet per table plus a ``provenance`` sheet of
   ``key | json-value`` rows (per-table dtypes and attrs under ``_tables``).
   Cells hold numbers as Excel shows them (16 significant digits); the few
   floats that need a 17th digit are also kept, exactly, in a hidden sheet.
@@ -28,17 +28,12 @@ short.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
-import os
-import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ... import __version__
@@ -46,39 +41,18 @@ from ..atomic import atomic_path
 from ..calibration import PixelSize
 from ..errors import CorruptFileError, MicrosegError
 from ..hashing import file_sha256
+from .export_xlsx import read_xlsx, write_xlsx
+from .table_codec import STR_DTYPES, check_table, dtypes_of, jsonable, restore, truncated_error
 
 _META_PREFIX = "_"
 #: ``format`` of a CSV table's JSON sidecar.
 SIDECAR_FORMAT = "napari-microseg-table"
-_STR_DTYPES = ("str", "string")
-#: Hidden XLSX sheet with the exact value of floats that 16 digits do not hold.
-_EXACT_SHEET = "_exact_floats"
 # pandas < 3 parses floats with a fast but not always round-trip converter
 _ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 #: Rows converted and written at a time by the CSV and JSON writers (bounded memory).
 CHUNK_ROWS = 20_000
-_XLSX_PROGRESS_ROWS = 5_000
 
 
-
-
-def _jsonable(obj):
-    """Convert numpy scalars/arrays and tuples inside ``obj`` to plain JSON types."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def make_provenance(
@@ -131,42 +105,7 @@ def make_provenance(
         "created_utc": ts.isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
     prov.update(extra or {})
-    return _jsonable(prov)
-
-
-# --- dtype handling -----------------------------------------------------------
-
-
-def _dtypes(df: pd.DataFrame) -> dict[str, str]:
-    return {str(c): str(t) for c, t in df.dtypes.items()}
-
-
-def _restore(df: pd.DataFrame, dtypes: Mapping[str, str], attrs: Mapping) -> pd.DataFrame:
-    for col, t in dtypes.items():
-        if col not in df:
-            raise MicrosegError(f"Column {col!r} listed in the header is missing from the table.")
-        if t == "object":
-            s = df[col]
-            df[col] = s.astype(object).where(s.notna(), None)
-        elif t in _STR_DTYPES:
-            df[col] = df[col].astype(t)
-        elif t == "bool":
-            s = df[col]
-            if s.dtype != bool:
-                s = s.map(lambda v: v if isinstance(v, bool) else str(v).strip().lower() == "true")
-            df[col] = s.astype(bool)
-        else:
-            df[col] = df[col].astype(t)
-    df = df[list(dtypes)]
-    df.attrs = dict(attrs)
-    return df
-
-
-def _check_table(df: pd.DataFrame):
-    if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0 or df.index.step != 1:
-        raise MicrosegError("Tables are exported without their index; reset_index() first.")
-    if len(set(map(str, df.columns))) != df.shape[1]:
-        raise MicrosegError("Table column names must be unique strings.")
+    return jsonable(prov)
 
 
 # --- CSV ---------------------------------------------------------------------
@@ -187,9 +126,9 @@ def _csv_meta(table: pd.DataFrame, provenance: Mapping, name: str) -> dict:
         "format": SIDECAR_FORMAT,
         "table": name,
         "rows": len(table),
-        "dtypes": _dtypes(table),
-        "attrs": _jsonable(table.attrs),
-        "provenance": _jsonable(dict(provenance)),
+        "dtypes": dtypes_of(table),
+        "attrs": jsonable(table.attrs),
+        "provenance": jsonable(dict(provenance)),
     }
 
 
@@ -205,7 +144,7 @@ def write_csv(
     and ``attrs`` so that it returns the table written. ``progress(n)``, when
     given, is called with the number of rows just written.
     """
-    _check_table(table)
+    check_table(table)
     path = Path(path)
     meta = _csv_meta(table, provenance, name)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
@@ -267,13 +206,6 @@ def _read_csv_header(f, path) -> tuple[dict, dict]:
             ) from e
 
 
-def _truncated(path, got: int, rows: int) -> CorruptFileError:
-    return CorruptFileError(
-        f"{Path(path).name} is truncated: it holds {got} of its {rows} rows (the write did not "
-        "finish, e.g. a full disk); export the table again."
-    )
-
-
 def read_csv(path) -> tuple[pd.DataFrame, dict]:
     """Read a CSV written by :func:`write_csv` (and its sidecar); returns ``(table, provenance)``.
 
@@ -299,9 +231,9 @@ def read_csv(path) -> tuple[pd.DataFrame, dict]:
         if rows is not None and size > body_at:
             f.seek(size - 1)
             if f.read(1) != b"\n":  # every row ends with a newline: cut inside a row
-                raise _truncated(path, max(rows - 1, 0), rows)
+                raise truncated_error(path, max(rows - 1, 0), rows)
         f.seek(body_at)
-        str_cols = [c for c, t in dtypes.items() if t == "object" or t in _STR_DTYPES]
+        str_cols = [c for c, t in dtypes.items() if t == "object" or t in STR_DTYPES]
         try:
             df = (
                 pd.read_csv(
@@ -323,8 +255,8 @@ def read_csv(path) -> tuple[pd.DataFrame, dict]:
                 ) from e
             raise
     if rows is not None and len(df) != int(rows):
-        raise _truncated(path, len(df), int(rows))
-    return _restore(df, dtypes, meta.get("_attrs", {})), prov
+        raise truncated_error(path, len(df), int(rows))
+    return restore(df, dtypes, meta.get("_attrs", {})), prov
 
 
 def read_csv_plain(path, usecols=None) -> pd.DataFrame:
@@ -365,26 +297,26 @@ def write_json(
     ``progress(n)``, when given, is called with the number of rows just written.
     """
     for df in tables.values():
-        _check_table(df)
+        check_table(df)
     path = Path(path)
 
     def dumps(obj, **kw):
         return json.dumps(obj, ensure_ascii=False, allow_nan=False, **kw)
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write('{\n "provenance": ' + dumps(_jsonable(provenance), indent=1) + ',\n "tables": {')
+        f.write('{\n "provenance": ' + dumps(jsonable(provenance), indent=1) + ',\n "tables": {')
         for i, (name, df) in enumerate(tables.items()):
             head = {
                 "columns": [str(c) for c in df.columns],
-                "dtypes": _dtypes(df),
-                "attrs": _jsonable(df.attrs),
+                "dtypes": dtypes_of(df),
+                "attrs": jsonable(df.attrs),
                 "rows": len(df),
             }
             f.write(("," if i else "") + "\n  " + dumps(str(name)) + ": ")
             f.write(dumps(head)[:-1] + ', "data": [')
             for start in range(0, len(df), CHUNK_ROWS):
                 rows = [
-                    dumps([_enc_float(v) for v in _jsonable(r)])
+                    dumps([_enc_float(v) for v in jsonable(r)])
                     for r in df.iloc[start : start + CHUNK_ROWS].itertuples(index=False)
                 ]
                 f.write(("," if start else "") + "\n   " + ",\n   ".join(rows))
@@ -403,177 +335,15 @@ def read_json(path) -> tuple[dict[str, pd.DataFrame], dict]:
         for name, t in doc["tables"].items():
             dtypes = t["dtypes"]
             if "rows" in t and len(t["data"]) != int(t["rows"]):
-                raise _truncated(path, len(t["data"]), int(t["rows"]))
+                raise truncated_error(path, len(t["data"]), int(t["rows"]))
             df = pd.DataFrame(t["data"], columns=t["columns"], dtype=object)
             for col, typ in dtypes.items():
                 if typ.startswith(("float", "int")):
                     df[col] = [float("nan") if v is None else float(v) for v in df[col]]
-            tables[name] = _restore(df, dtypes, t.get("attrs", {}))
+            tables[name] = restore(df, dtypes, t.get("attrs", {}))
         return tables, doc["provenance"]
     except (KeyError, TypeError, ValueError) as e:
         raise MicrosegError(f"{path}: not a napari-microseg JSON table file ({e}).") from e
-
-
-# --- XLSX --------------------------------------------------------------------
-
-
-def _cell(v):
-    v = _jsonable(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
-
-
-def write_xlsx(
-    path, tables: Mapping[str, pd.DataFrame], provenance: Mapping, *, progress=None
-) -> Path:
-    """Write one sheet per table and a ``provenance`` sheet (openpyxl, full float precision).
-
-    The workbook is streamed (openpyxl's write-only mode: memory does not grow
-    with the number of rows) and written atomically; each table's row count is
-    recorded under ``_tables`` and checked by :func:`read_xlsx`. ``progress(n)``,
-    when given, is called with the number of rows just written.
-    """
-    from openpyxl import Workbook
-
-    if "provenance" in tables or _EXACT_SHEET in tables:
-        raise MicrosegError(f"'provenance' and {_EXACT_SHEET!r} are reserved sheet names.")
-    for df in tables.values():
-        _check_table(df)
-    path = Path(path)
-    wb = Workbook(write_only=True)
-    try:
-        _fill_workbook(wb, tables, provenance, progress)
-        with atomic_path(path) as tmp:
-            _save_workbook(wb, tmp)
-        return path
-    except Exception as e:
-        err = e
-    # A failure (e.g. a full disk, here or in openpyxl's temporary folder) leaves
-    # half-written XML streams, an open zip entry and temporary sheet files behind,
-    # which would print "Exception ignored" tracebacks when garbage-collected:
-    # close and remove them quietly, then raise the error alone.
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda _: None
-    try:
-        chained = err
-        while chained is not None:  # drop the frames that hold openpyxl's open streams
-            chained.__traceback__ = None
-            chained = chained.__context__ or chained.__cause__
-        _discard_workbook(wb)
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
-    raise err
-
-
-def _fill_workbook(wb, tables, provenance, progress) -> None:
-    """Append every table, the exact-float sheet and the provenance sheet to ``wb``."""
-    meta, exact = {}, []
-    for name, df in tables.items():
-        meta[name] = {"dtypes": _dtypes(df), "attrs": _jsonable(df.attrs), "rows": len(df)}
-        ws = wb.create_sheet(str(name))
-        ws.append([str(c) for c in df.columns])
-        # only float and object columns can hold floats that need a 17th digit
-        check = [j for j, t in enumerate(df.dtypes) if t.kind in "fO"]
-        for i, row in enumerate(df.itertuples(index=False)):
-            cells = [_cell(v) for v in row]
-            ws.append(cells)
-            for j in check:
-                v = cells[j]
-                # openpyxl writes floats with 16 significant digits; keep the rest aside
-                if isinstance(v, float) and float(f"{v:.16g}") != v:
-                    exact.append([str(name), i, j, repr(v)])
-            if progress is not None and (i + 1) % _XLSX_PROGRESS_ROWS == 0:
-                progress(_XLSX_PROGRESS_ROWS)
-        if progress is not None and len(df) % _XLSX_PROGRESS_ROWS:
-            progress(len(df) % _XLSX_PROGRESS_ROWS)
-    ws = wb.create_sheet(_EXACT_SHEET)
-    ws.sheet_state = "hidden"
-    ws.append(["table", "row", "column", "value"])
-    for r in exact:
-        ws.append(r)
-    ws = wb.create_sheet("provenance")
-    ws.append(["key", "value"])
-    for k, v in provenance.items():
-        ws.append([str(k), json.dumps(_jsonable(v), ensure_ascii=False)])
-    ws.append(["_tables", json.dumps(meta, ensure_ascii=False)])
-
-
-def _save_workbook(wb, tmp) -> None:
-    """Save a write-only workbook to ``tmp``, as ``Workbook.save`` does."""
-    from zipfile import ZIP_DEFLATED, ZipFile
-
-    from openpyxl.writer.excel import ExcelWriter
-
-    f = open(tmp, "wb")
-    archive = None
-    try:
-        archive = ZipFile(f, "w", ZIP_DEFLATED, allowZip64=True)
-        ExcelWriter(wb, archive).save()
-    except BaseException:
-        if archive is not None:
-            archive.fp = None  # the file is discarded: write no zip directory on close
-        with contextlib.suppress(Exception):
-            f.close()
-        raise
-    f.close()
-
-
-def _discard_workbook(wb) -> None:
-    """Close a failed write-only workbook's sheet streams and delete their temporary files."""
-    for ws in wb.worksheets:
-        writer = getattr(ws, "_writer", None)
-        for gen in (getattr(ws, "_rows", None), getattr(writer, "xf", None)):
-            with contextlib.suppress(Exception):
-                gen.close()
-        with contextlib.suppress(Exception):
-            os.remove(writer.out)
-
-
-def read_xlsx(path) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Read a workbook written by :func:`write_xlsx`; returns ``(tables, provenance)``."""
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except Exception as e:  # openpyxl raises many kinds for a damaged file
-        raise MicrosegError(f"{Path(path).name}: cannot open as a workbook ({e}).") from e
-    try:
-        if "provenance" not in wb.sheetnames:
-            raise MicrosegError(f"{path}: no 'provenance' sheet; not a napari-microseg workbook.")
-        prov, meta = {}, {}
-        for k, v in list(wb["provenance"].values)[1:]:
-            if k == "_tables":
-                meta = json.loads(v)
-            else:
-                prov[str(k)] = json.loads(v)
-        exact: dict = {}
-        if _EXACT_SHEET in wb.sheetnames:
-            for t, i, j, v in list(wb[_EXACT_SHEET].values)[1:]:
-                exact.setdefault(t, []).append((int(i), int(j), float(v)))
-        tables = {}
-        for name, m in meta.items():
-            rows = [list(r) for r in list(wb[name].values)[1:]]
-            if "rows" in m and len(rows) != int(m["rows"]):
-                raise _truncated(path, len(rows), int(m["rows"]))
-            cols = list(m["dtypes"])
-            for r in rows:  # a streamed sheet leaves out trailing empty cells
-                r.extend([None] * (len(cols) - len(r)))
-            for i, j, v in exact.get(name, []):
-                rows[i][j] = v
-            df = pd.DataFrame(rows, columns=cols, dtype=object)
-            for col, typ in m["dtypes"].items():
-                if typ.startswith(("float", "int")):
-                    df[col] = [float("nan") if _missing(v) else float(v) for v in df[col]]
-            tables[name] = _restore(df, m["dtypes"], m["attrs"])
-        return tables, prov
-    finally:
-        wb.close()
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 # --- dispatch ----------------------------------------------------------------
