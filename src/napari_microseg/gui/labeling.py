@@ -80,6 +80,12 @@ SHORTCUTS = {
 }
 
 
+def prompt_image(image_layer) -> tuple:
+    """``(data, contrast limits)`` a prompt session is prepared on (a lazy array stays lazy)."""
+    data = image_layer.data
+    return (data if hasattr(data, "chunks") else np.asarray(data)), tuple(image_layer.contrast_limits)
+
+
 def click_label(event) -> int:
     """1 for a positive click, 0 for a negative one (right button or Alt)."""
     return 0 if event.button == 2 or "Alt" in {str(m) for m in event.modifiers} else 1
@@ -129,7 +135,7 @@ class LabelingController(EditStrokeMixin):
         The embedding (if the backend needs one) is computed or read from the
         cache in a worker; clicks are accepted once it is ready.
         """
-        data = np.asarray(image_layer.data) if not hasattr(image_layer.data, "chunks") else image_layer.data
+        data, contrast = prompt_image(image_layer)
         if image_layer.rgb or np.ndim(data) != 2:
             raise MicrosegError(f"{image_layer.name}: prompting needs a 2-D grey image.")
         if tuple(labels_layer.data.shape) != tuple(data.shape):
@@ -139,7 +145,6 @@ class LabelingController(EditStrokeMixin):
         self.ready = False
         self.editing = None
         self._ensure_layers()
-        contrast = tuple(image_layer.contrast_limits)
         self._cancel = False
 
         def work():
@@ -309,9 +314,7 @@ class LabelingController(EditStrokeMixin):
         until the new one is ready.
         """
         session = PromptSession(backend, self.session.cache)
-        image = self.image_layer
-        data = np.asarray(image.data) if not hasattr(image.data, "chunks") else image.data
-        contrast = tuple(image.contrast_limits)
+        data, contrast = prompt_image(self.image_layer)
 
         def done(status):
             self.session = session

@@ -199,6 +199,14 @@ def labels_of_image(viewer, image, *, ground_truth: bool = False) -> list:
             and (ground_truth or not is_ground_truth(lyr))]
 
 
+def own_labels_layer(viewer, image):
+    """The Labels layer made on ``image`` with its size (``"<image> labels"`` first), or ``None``."""
+    shape = tuple(image.data.shape[:2])
+    own = [lyr for lyr in labels_of_image(viewer, image) if tuple(lyr.data.shape) == shape]
+    named = [lyr for lyr in own if lyr.name == f"{image.name} labels"]
+    return (named or own or [None])[0]
+
+
 def sample_to_layers(sample, name: str) -> list[tuple]:
     """Image and ground-truth Labels ``LayerDataTuple`` for a SyntheticSample."""
     mg = Micrograph(

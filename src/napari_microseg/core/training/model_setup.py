@@ -21,12 +21,12 @@ def classes_for(cfg: TrainConfig, images) -> list[dict]:
     """
     if cfg.classes:
         return [dict(c) for c in cfg.classes]
-    ids = sorted(set().union(*(im.class_ids() for im in images)) or {1})
+    present = [im.class_ids() for im in images]  # a table may list classes an image does not use
+    ids = sorted(set().union(*present) or {1})
     named: dict[int, tuple] = {}
-    for im in images:
-        present = im.class_ids()  # a table may list classes the image does not use
-        for cid, (name, color) in getattr(im, "class_names", {}).items():
-            if int(cid) not in present:
+    for im, used in zip(images, present, strict=True):
+        for cid, (name, color) in im.class_names.items():
+            if int(cid) not in used:
                 continue
             first = named.setdefault(int(cid), (name, color, im.name))
             if first[0] != name:

@@ -368,16 +368,13 @@ class FindSimilarWidget(QWidget):
         An existing layer whose class table lacks the exemplars' class gets it.
         """
         from ...core.errors import LabelsError
-        from ..layer_data import SOURCE_IMAGE_KEY, labels_layer, labels_of_image
+        from ..layer_data import SOURCE_IMAGE_KEY, labels_layer, own_labels_layer
 
         if target.rgb or target.multiscale or np.ndim(target.data) != 2:
             raise MicrosegError(f"{target.name}: Find similar searches single 2-D grey images.")
-        shape = tuple(target.data.shape)
-        own = [lyr for lyr in labels_of_image(self._viewer, target) if tuple(lyr.data.shape) == shape]
-        named = [lyr for lyr in own if lyr.name == f"{target.name} labels"]
+        layer = own_labels_layer(self._viewer, target)
         _, classes = layer_classes(labels)
-        if named or own:
-            layer = (named or own)[0]
+        if layer is not None:
             _, table = layer_classes(layer)
             if class_id not in [c.id for c in table]:
                 try:
@@ -387,7 +384,7 @@ class FindSimilarWidget(QWidget):
                                         f"({e}).") from None
                 layer.metadata["classes"] = table.to_list()
             return layer
-        data, kw, _ = labels_layer(np.zeros(shape, np.int32), classes=classes,
+        data, kw, _ = labels_layer(np.zeros(target.data.shape, np.int32), classes=classes,
                                    pixel_size=layer_pixel_size(target), name=f"{target.name} labels",
                                    metadata={SOURCE_IMAGE_KEY: target.name})
         return self._viewer.add_labels(data, **kw)

@@ -41,10 +41,10 @@ from ..layer_data import (
     is_ground_truth,
     is_helper_layer,
     labels_layer,
-    labels_of_image,
     layer_choices,
     layer_classes,
     layer_pixel_size,
+    own_labels_layer,
     source_image_name,
 )
 from ..model_events import models_changed_event
@@ -216,12 +216,13 @@ class LabelWidget(QWidget):
         """The Labels layer the dock writes ``image``'s objects into, or ``None`` (made at Start)."""
         if image is None:
             return None
+        own = own_labels_layer(self._viewer, image)
+        if own is not None:
+            return own
         shape = tuple(image.data.shape[:2])
-        own = [lab for lab in labels_of_image(self._viewer, image) if tuple(lab.data.shape) == shape]
         named = [c for c in self.labels.choices if c is not None and c.name == f"{image.name} labels"
                  and tuple(c.data.shape) == shape]
-        ranked = [x for x in own if x.name == f"{image.name} labels"] + own + named
-        return ranked[0] if ranked else None
+        return named[0] if named else None
 
     def follow(self, layer):
         """Make the dock work on ``layer``: an image and its labels, or a labels layer and its image."""
