@@ -132,8 +132,10 @@ def test_automatic_adaptation_after_n_new_objects_then_switch(dock, qtbot, monke
     assert len(np.unique(viewer.layers["tem labels"].data)) == 4
     label_by_clicks(w, qtbot, DISCS[4:8])  # 3 net new since the run (one undone): not yet
     assert len(calls) == 1
+    first_adapted = ctl.session.backend
     label_by_clicks(w, qtbot, DISCS[8:9])
     qtbot.waitUntil(lambda: len(calls) == 2, timeout=30000)
+    qtbot.waitUntil(lambda: ctl.session.backend is not first_adapted, timeout=30000)  # switched again
 
 
 def test_stop_leaves_the_live_model(dock, qtbot):
@@ -147,3 +149,18 @@ def test_stop_leaves_the_live_model(dock, qtbot):
     assert w.adaptation.result.reason == "stopped by the user"
     assert not w.adaptation.result.accepted and w.controller.session.backend is live
     assert not w.adaptation.stop_button.enabled
+
+
+def test_label_dock_closed_while_a_model_is_being_swapped_in(dock, qtbot):
+    """The adaptation's model switch prepares the image in a worker; the user closes the dock meanwhile."""
+    from qtpy import sip
+
+    viewer, w, _ = dock
+    ctl, live = w.controller, w.controller.session.backend
+    said = []
+    worker = ctl.swap_backend(live, on_ready=said.append)
+    ended = []
+    worker.finished.connect(lambda: ended.append(True))
+    sip.delete(w)  # the dock's widgets are gone; the controller still reports to it
+    qtbot.waitUntil(lambda: bool(ended), timeout=30000)
+    assert said and said[0].startswith(live.name)  # the switch itself completed

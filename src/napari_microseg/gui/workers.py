@@ -15,6 +15,7 @@ def start_worker(
     on_finished: Callable | None = None,
     on_errored: Callable | None = None,
     progress_bar: dict | None = None,
+    owner=None,
     **kwargs,
 ):
     """Start ``func(*args, **kwargs)`` in a thread; report errors as notifications.
@@ -33,6 +34,9 @@ def start_worker(
         Passed to napari's ``create_worker`` (``{"total": n, "desc": ...}``) to
         show a progress bar in the activity dock. Other keyword arguments
         (``progress=`` included) go to ``func``.
+    owner : QWidget or magicgui widget, optional
+        The dock the callbacks write to. Once it is closed (its Qt object
+        deleted), the callbacks are skipped instead of raising in the event loop.
 
     Returns
     -------
@@ -42,6 +46,9 @@ def start_worker(
     """
     # Errors become a notification (below), not a re-raise in the Qt event loop.
     worker = create_worker(func, *args, _progress=progress_bar or False, _ignore_errors=True, **kwargs)
+    if owner is not None:
+        on_returned, on_finished, on_errored = (
+            None if f is None else _while_alive(owner, f) for f in (on_returned, on_finished, on_errored))
     if on_returned is not None:
         worker.returned.connect(on_returned)
     if on_finished is not None:
@@ -51,6 +58,37 @@ def start_worker(
         worker.errored.connect(on_errored)
     worker.start()
     return worker
+
+
+def alive(widget) -> bool:
+    """Whether ``widget``'s Qt object still exists (a closed dock's is deleted while Python holds it).
+
+    Parameters
+    ----------
+    widget : QObject or magicgui widget
+        A magicgui widget is checked through its ``native`` Qt widget.
+    """
+    import qtpy
+    from qtpy.QtCore import QObject
+
+    if not isinstance(widget, QObject):  # a deleted QObject raises on any attribute look-up
+        widget = widget.native
+    if qtpy.PYSIDE2 or qtpy.PYSIDE6:
+        from qtpy import shiboken
+
+        return shiboken.isValid(widget)
+    from qtpy import sip
+
+    return not sip.isdeleted(widget)
+
+
+def _while_alive(owner, func: Callable) -> Callable:
+    def call(*args):
+        if alive(owner):
+            return func(*args)
+        return None
+
+    return call
 
 
 def stop_workers(msecs: int = 30_000) -> list[str]:

@@ -28,6 +28,7 @@ from ...core import correct as core
 from ...core.errors import MicrosegError
 from ..layer_data import class_features, helper_metadata, layer_classes, layer_pixel_size
 from ..layer_follow import LayerFollower, layer_picker
+from ..workers import alive
 
 if TYPE_CHECKING:
     import napari
@@ -344,6 +345,8 @@ class CorrectWidget(QWidget):
     # -- actions -----------------------------------------------------------------------
 
     def _say(self, text: str, error: bool = False):
+        if not alive(self.status):  # the dock was closed while a worker ran
+            return
         self.status.setText(text)
         if error:
             from napari.utils.notifications import show_warning

@@ -142,7 +142,7 @@ class EvaluateWidget(QWidget):
         self.button.enabled = False
         return start_worker(
             evaluate_layers, pred, true, self.iou.value,
-            on_returned=self._show, on_finished=lambda: setattr(self.button, "enabled", True),
+            on_returned=self._show, on_finished=lambda: setattr(self.button, "enabled", True), owner=self,
         )
 
     def _show(self, out):

@@ -59,7 +59,7 @@ from ..layer_data import (
 from ..layer_follow import LayerFollower, layer_picker
 from ..similar_review import CandidateReview, candidate_outlines, present_ids
 from ..table_view import DataFrameView
-from ..workers import start_worker
+from ..workers import alive, start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -238,6 +238,8 @@ class FindSimilarWidget(QWidget):
             self.klass.value = shown
 
     def _say(self, text: str, error: bool = False):
+        if not alive(self.status):  # the dock was closed while a worker ran
+            return
         self.status.setText(text)
         if error:
             from napari.utils.notifications import show_warning

@@ -48,6 +48,7 @@ from ..layer_data import (
     source_image_name,
 )
 from ..model_events import models_changed_event
+from ..workers import alive, start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -262,6 +263,8 @@ class LabelWidget(QWidget):
             self.model.value = current
 
     def _say(self, text: str):
+        if not alive(self.status):  # the dock was closed while a worker ran
+            return
         self.status.setText(text)
 
     def start(self, *_):
@@ -339,7 +342,6 @@ class LabelWidget(QWidget):
 
     def _on_download(self, *_):
         from ...core.weights import download
-        from ..workers import start_worker
 
         model_id = self.sam2_model.value
         self._say(f"Downloading {model_id}… (no official checksum is published; the file's SHA-256 "

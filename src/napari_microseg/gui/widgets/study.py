@@ -370,7 +370,7 @@ class StudyWidget(QWidget):
             return None
         self._busy(True, "measuring fields" if total else "reading the folder", total)
         self.worker = start_worker(job, *args, on_returned=self.show_outcome, on_errored=self._fail,
-                                   on_finished=lambda: self._busy(False),
+                                   on_finished=lambda: self._busy(False), owner=self,
                                    **opts)
         if total:
             self.worker.yielded.connect(self.bar.setValue)
@@ -402,7 +402,7 @@ class StudyWidget(QWidget):
         self.comparison = None
         self.worker = start_worker(run_compare, a, b, settings=settings, conf=self.confidence,
                                    seed=self.seed.value, on_returned=self.show_comparison, on_errored=self._fail,
-                                   on_finished=lambda: self._busy(False))
+                                   on_finished=lambda: self._busy(False), owner=self)
         self.worker.yielded.connect(lambda *_: self.bar.setValue(self.bar.value() + 1))
         return self.worker
 
@@ -441,7 +441,8 @@ class StudyWidget(QWidget):
             return
         outcome = self.outcome
         self._plot_worker = start_worker(render_class, study, name,
-                                         on_returned=lambda im: self._cache_images(outcome, name, im))
+                                         on_returned=lambda im: self._cache_images(outcome, name, im),
+                                         owner=self)
 
     def _cache_images(self, outcome, name, images):
         outcome.images[name] = images

@@ -44,7 +44,7 @@ from ..layer_data import helper_metadata, is_helper_layer
 from ..model_events import models_changed_event
 from ..plots import TrainCurves
 from ..training_run import TrainingRun, card_classes, layer_train_image, training_threads
-from ..workers import start_worker
+from ..workers import alive, start_worker
 from .train_sources import TrainSources, section
 
 if TYPE_CHECKING:
@@ -403,6 +403,8 @@ class TrainWidget(QWidget):
     # -- progress -----------------------------------------------------------------------------
 
     def _say(self, text: str) -> None:
+        if not alive(self.status):  # the dock was closed while a worker ran
+            return
         self.status.setText(text)
 
     def _reset_series(self):
