@@ -154,3 +154,31 @@ def test_empty_labels_refused_before_anything_starts(make_napari_viewer, qtbot, 
     w.patch.value = 128
     assert w.start() is None and "smaller than the patch size" in shown[-1]
     assert w.run is None and not (dirs / "runs").exists()
+
+
+def test_one_class_id_named_two_ways_is_refused_before_anything_starts(make_napari_viewer, dirs,
+                                                                        monkeypatch):
+    """Two labels layers whose class 1 is 'loop' in one and 'void' in the other: the model would merge them."""
+    from napari_microseg.gui.widgets import train as mod
+
+    shown = []
+    monkeypatch.setattr(mod, "show_error", shown.append)
+    viewer = make_napari_viewer()
+    img, lab = add_sample(viewer, 0, "a")
+    vimg, vlab = add_sample(viewer, 1, "b")
+    classes = [dict(c) for c in vlab.metadata["classes"]]
+    used = {int(c) for c in vlab.features["class_id"] if c > 0}
+    first = next(c for c in classes if int(c["id"]) in used)
+    before = first["name"]
+    first["name"] = "not a loop"
+    vlab.metadata = {**vlab.metadata, "classes": classes}
+    w = mod.TrainWidget(viewer)
+    w.reset_choices()
+    w.image.value, w.labels.value = img, lab
+    w.add_pair("train")
+    w.image.value, w.labels.value = vimg, vlab
+    w.add_pair("validation")
+    tiny_settings(w, "merged")
+    assert w.start() is None
+    assert shown and f"'{before}'" in shown[-1] and "'not a loop'" in shown[-1], shown
+    assert w.run is None and not (dirs / "runs").exists()

@@ -307,6 +307,15 @@ def test_class_ids_with_gaps_map_to_output_channels(tmp_path):
     assert np.isfinite(res.history[-1]["loss"])
 
 
+def test_a_class_seen_only_in_validation_is_on_the_card(tmp_path):
+    ims = [TrainImage(f"s{s}", *(lambda sm: (sm.image, sm.labels))(generate("tem-loops", (96, 96), seed=s)))
+           for s in range(2)]  # every object class 1
+    sm = generate("tem-loops", (96, 96), seed=5)
+    val = TrainImage("v", sm.image, sm.labels, {i: 4 for i in sm.instance_classes})
+    res = train(tiny_config(classes=[], epochs=1, steps_per_epoch=1), ims, [val], run_dir=tmp_path / "r")
+    assert [c["id"] for c in res.card.classes] == [1, 4]
+
+
 def test_mask_rcnn_and_defectsegnet_train(tmp_path):
     mrcnn = {
         "backbone": "resnet18",

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.classes import ClassTable
 from ..core.training import TrainConfig, TrainImage, load_folder, train
 from ..core.training.data import class_names_of
 from .layer_data import layer_classes, layer_pixel_size
@@ -41,8 +40,8 @@ def layer_image_array(layer) -> np.ndarray:
     return np.array(data)
 
 
-def layer_train_image(image_layer, labels_layer) -> tuple[TrainImage, ClassTable]:
-    """``(TrainImage, class table)`` from an Image layer and its instance Labels layer.
+def layer_train_image(image_layer, labels_layer) -> TrainImage:
+    """A :class:`TrainImage` from an Image layer and its instance Labels layer.
 
     Instance classes come from the labels layer's features (see
     :func:`~napari_microseg.gui.layer_data.layer_classes`); the pixel size from
@@ -52,7 +51,7 @@ def layer_train_image(image_layer, labels_layer) -> tuple[TrainImage, ClassTable
     ps = layer_pixel_size(labels_layer)
     if not ps.calibrated:
         ps = layer_pixel_size(image_layer)
-    im = TrainImage(
+    return TrainImage(
         name=f"{image_layer.name} / {labels_layer.name}",
         image=layer_image_array(image_layer),
         labels=np.array(labels_layer.data),
@@ -60,30 +59,6 @@ def layer_train_image(image_layer, labels_layer) -> tuple[TrainImage, ClassTable
         pixel_size_nm=ps.x_nm if ps.calibrated else None,
         class_names=class_names_of(table),
     )
-    return im, table
-
-
-def card_classes(images, tables) -> list[dict]:
-    """The model card classes for ``images``: ids 1 .. the largest present, named by ``tables``.
-
-    The ids run without gaps because the engine's semantic targets are class ids
-    used as output channels (class ``c`` is channel ``c``); absent classes in the
-    range are kept (they are learnt as "never").
-    """
-    present = set().union(*(im.class_ids() for im in images)) if images else set()
-    known = {}
-    for table in tables:
-        for c in table:
-            known.setdefault(int(c.id), c)
-    top = max(present) if present else 1
-    return [
-        {
-            "id": i,
-            "name": known[i].name if i in known else f"class {i}",
-            "color": known[i].color if i in known else "#ffff00",
-        }
-        for i in range(1, top + 1)
-    ]
 
 
 def run_training(config, images, val_images, folders=(), val_folders=(), **kwargs):

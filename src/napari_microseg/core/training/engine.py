@@ -200,7 +200,7 @@ class _Run:
                 images, cfg.val_fraction, cfg.kfold, cfg.fold, cfg.seed
             )
         self.images, self.val_images = images, list(val_images or [])
-        classes = classes_for(cfg, self.images)
+        classes = classes_for(cfg, self.images + self.val_images)  # a class seen only in validation too
         check_training_data(self.images, cfg.patch_size, [c["id"] for c in classes])
         if self.val_images:
             check_training_data(self.val_images, 1, [c["id"] for c in classes], what="validation")

@@ -40,10 +40,11 @@ from qtpy.QtWidgets import (
 
 from ...core.errors import MicrosegError
 from ...core.training import TRAINABLE, AugmentConfig, TrainConfig, check_training_data
+from ...core.training.model_setup import classes_for
 from ..layer_data import helper_metadata, is_helper_layer
 from ..model_events import models_changed_event
 from ..plots import TrainCurves
-from ..training_run import TrainingRun, card_classes, layer_train_image, training_threads
+from ..training_run import TrainingRun, layer_train_image, training_threads
 from ..workers import alive, start_worker
 from .train_sources import TrainSources, section
 
@@ -290,14 +291,13 @@ class TrainWidget(QWidget):
             params = json.loads(self.params.value or "{}")
         except json.JSONDecodeError as e:
             raise MicrosegError(f"Network settings are not valid JSON ({e.msg}).") from None
-        train_im, val_im, tables, folders, val_folders = [], [], [], [], []
+        train_im, val_im, folders, val_folders = [], [], [], []
         for s in sources:
             if s["kind"] == "folder":
                 (folders if s["role"] == "train" else val_folders).append(s["path"])
                 continue
-            im, table = layer_train_image(s["image"], s["labels"])
+            im = layer_train_image(s["image"], s["labels"])
             (train_im if s["role"] == "train" else val_im).append(im)
-            tables.append(table)
         if not train_im and not folders:
             raise MicrosegError(
                 "Add at least one pair or folder for training, not only for validation."
@@ -306,11 +306,12 @@ class TrainWidget(QWidget):
             check_training_data(train_im, int(self.patch.value))
         if val_im:
             check_training_data(val_im, 1, what="validation")
+        classes_for(TrainConfig(), train_im + val_im)  # one id named two ways: refused now, not in the worker
         config = TrainConfig(
             name=name,
             architecture=self.architecture.value,
             params=params,
-            classes=card_classes(train_im + val_im, tables) if tables and not folders else [],
+            classes=[],  # named by the core from the layers' class tables (conflicts refused)
             init_model=None if self.init.value in (None, NO_INIT) else self.init.value,
             patch_size=int(self.patch.value),
             batch_size=int(self.batch.value),
