@@ -90,11 +90,12 @@ class _Painter:
         self.area[target] += n_free
 
 
-def _detect(model, batch: np.ndarray):
+def _detect(model, batch: np.ndarray, score_floor: float = 0.0):
     device = next(model.parameters()).device
     x = torch.from_numpy(batch).to(device)
+    kw = {"score_floor": score_floor} if getattr(model, "refines_boxes", False) else {}
     with torch.inference_mode(), autocast(device):
-        dets = model(x)
+        dets = model(x, **kw)  # a two-stage model refines only what will be kept
     return [{k: v.float().cpu().numpy() for k, v in d.items()} for d in dets]
 
 
@@ -165,8 +166,6 @@ def predict_instances(
         src, window = resample(apply_normalization(np.asarray(image), *window), factors), (0.0, 1.0)
     thresholds = (card.threshold_list(0.5) if score_threshold is None
                   else [float(score_threshold)] * card.n_classes)
-    if hasattr(model, "score_floor"):  # a two-stage model refines only what will be kept
-        model.score_floor = min(thresholds, default=0.0)
     painter = _Painter(src.shape[:2], merge_overlap)
     tiles = tile_grid(src.shape[:2], tile, halo)
     done = 0
@@ -174,7 +173,7 @@ def predict_instances(
         if cancel is not None and cancel():
             raise InferenceCancelled("Prediction cancelled.")
         arr = np.stack([read_tile(src, t, window, card.in_channels, multiple) for t in group])
-        for t, det in zip(group, _detect(model, arr), strict=True):
+        for t, det in zip(group, _detect(model, arr, min(thresholds, default=0.0)), strict=True):
             _paste_tile(painter, t, det, card, thresholds, mask_threshold)
         done += len(group)
         if progress is not None:

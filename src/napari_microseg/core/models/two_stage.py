@@ -107,22 +107,25 @@ class TwoStage(nn.Module):
         self.input_multiple = input_multiple(detector)
         #: Masks drawn by the refiner, and empty ones replaced by the detector's mask.
         self.stats = {"refined": 0, "fallback": 0}
-        #: Lowest score the caller keeps (set by ``predict_instances`` from its thresholds):
-        #: boxes below it are dropped before refinement instead of refined and discarded.
-        self.score_floor = 0.0
+    #: ``forward`` takes ``score_floor=`` (``predict_instances`` passes its lowest threshold).
+    refines_boxes = True
 
-    def forward(self, images, targets=None):
-        """One detection dict per image, masks from the refiner (eval only)."""
+    def forward(self, images, targets=None, score_floor: float = 0.0):
+        """One detection dict per image, masks from the refiner (eval only).
+
+        Boxes scoring under ``score_floor`` (the caller's lowest kept score) are
+        dropped before refinement instead of refined and discarded.
+        """
         if self.training or targets is not None:
             raise ModelError("A two-stage model is not trained as a whole; train its detector.")
         dets = self.detector(images)
-        return [self.refine(img, det) for img, det in zip(images, dets, strict=True)]
+        return [self.refine(img, det, score_floor) for img, det in zip(images, dets, strict=True)]
 
-    def refine(self, image: torch.Tensor, det: dict) -> dict:
-        """``det`` with each kept box's mask drawn by the refiner on ``image`` (``(C, H, W)``)."""
+    def refine(self, image: torch.Tensor, det: dict, score_floor: float = 0.0) -> dict:
+        """``det`` with each box scoring at least ``score_floor`` masked by the refiner on ``image``."""
         from ..prompting.session import PromptSession
 
-        keep = det["scores"] >= max(self.min_score, self.score_floor)
+        keep = det["scores"] >= max(self.min_score, float(score_floor))
         det = {k: v[keep] for k, v in det.items()}
         boxes = det["boxes"].detach().float().cpu().numpy()
         if len(boxes) == 0:
