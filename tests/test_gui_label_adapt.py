@@ -158,9 +158,7 @@ def test_label_dock_closed_while_a_model_is_being_swapped_in(dock, qtbot):
     viewer, w, _ = dock
     ctl, live = w.controller, w.controller.session.backend
     said = []
-    worker = ctl.swap_backend(live, on_ready=said.append)
-    ended = []
-    worker.finished.connect(lambda: ended.append(True))
+    ctl.swap_backend(live, on_ready=said.append)  # its result is queued until the event loop runs
     sip.delete(w)  # the dock's widgets are gone; the controller still reports to it
-    qtbot.waitUntil(lambda: bool(ended), timeout=30000)
-    assert said and said[0].startswith(live.name)  # the switch itself completed
+    qtbot.waitUntil(lambda: bool(said), timeout=30000)  # the switch completed, no error raised
+    assert said[0].startswith(live.name)
