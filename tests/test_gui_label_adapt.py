@@ -49,7 +49,11 @@ def label_by_clicks(w, qtbot, centres):
         w.commit_button.clicked.emit()
 
 
-def test_adapt_button_runs_in_the_background_and_switches_only_on_a_win(dock, qtbot, artifacts_dir):
+def test_adapt_button_runs_in_the_background_and_switches_only_on_a_win(dock, qtbot, artifacts_dir,
+                                                                         monkeypatch):
+    from napari_microseg.core.promptable import adaptation
+
+    monkeypatch.setattr(adaptation, "MIN_CHECK_OBJECTS", 3)  # six objects: the real fine-tune and check run
     viewer, w, truth = dock
     label_by_clicks(w, qtbot, DISCS[:6])
     ctl, target = w.controller, viewer.layers["tem labels"]
@@ -61,6 +65,7 @@ def test_adapt_button_runs_in_the_background_and_switches_only_on_a_win(dock, qt
     qtbot.waitUntil(lambda: w.adaptation.worker is None, timeout=120000)
     res = w.adaptation.result
     assert res is not None and res.reason in w.status.text()
+    assert res.steps > 0 and "held-out objects" in res.details["check"]
     if res.accepted:  # switched: the adapted weights, same labels and undo steps
         qtbot.waitUntil(lambda: ctl.session.backend is not before_backend, timeout=30000)
         assert ctl.session.backend.source == res.weights
@@ -138,7 +143,10 @@ def test_automatic_adaptation_after_n_new_objects_then_switch(dock, qtbot, monke
     qtbot.waitUntil(lambda: ctl.session.backend is not first_adapted, timeout=30000)  # switched again
 
 
-def test_stop_leaves_the_live_model(dock, qtbot):
+def test_stop_leaves_the_live_model(dock, qtbot, monkeypatch):
+    from napari_microseg.core.promptable import adaptation
+
+    monkeypatch.setattr(adaptation, "MIN_CHECK_OBJECTS", 3)  # six objects are enough to start
     viewer, w, truth = dock
     label_by_clicks(w, qtbot, DISCS[:6])
     live = w.controller.session.backend
