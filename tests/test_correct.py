@@ -248,3 +248,16 @@ def test_fill_holes_many_objects_uses_the_same_rules():
     out = applied(lab, ch)
     assert ch.n_pixels == 6
     assert [int(out[4, 10 * k + 3]) for k in range(6)] == [3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_id_counts_in_chunks_equal_a_whole_image_count(dtype):
+    """Counted chunk by chunk (ids straddle chunk borders), the table is exact."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 200, (700, 1100)).astype(dtype)  # 770,000 pixels: three chunks
+    assert labels.size > 2 * C._COUNT_CHUNK
+    np.testing.assert_array_equal(C.id_counts(labels), np.bincount(labels.ravel().astype(np.int64)))
+    np.testing.assert_array_equal(C.id_counts(labels[:, ::3]),  # a strided view
+                                  np.bincount(labels[:, ::3].ravel().astype(np.int64)))
+    assert C.id_counts(np.array([[-1, 2]])) is None and C.id_counts(np.zeros((0, 3), np.int32)) is None
+    assert C.id_counts(np.array([[0.5]])) is None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..core.correct import ClassStates, fingerprint
+from ..core.correct import ClassStates, fingerprint, id_counts
 from ..core.errors import LabelsError, MicrosegError
 from .clicks import click_callback
 from .colormaps import direct_colormap
@@ -60,10 +60,8 @@ def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
 
 def present_ids(data: np.ndarray) -> np.ndarray:
     """The ids (0 included) occurring in ``data``, sorted; a linear count, not a sort, when it can."""
-    data = np.asarray(data)
-    if data.size and data.dtype.kind in "ui" and int(data.min()) >= 0 and int(data.max()) <= 4 * data.size:
-        return np.flatnonzero(np.bincount(data.ravel()))
-    return np.unique(data)
+    counts = id_counts(data)
+    return np.flatnonzero(counts) if counts is not None else np.unique(np.asarray(data))
 
 
 def score_color(score: float, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
