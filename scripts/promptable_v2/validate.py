@@ -31,13 +31,18 @@ MASK_SETS = {
 SMALL = 100  # px
 
 
+def _small_first(objects) -> dict:
+    """How many objects are small, and their mean first-click IoU."""
+    first = np.array([o["ious"][0] for o in objects])
+    small = np.array([o["area"] < SMALL for o in objects], bool)
+    return {"n_small": int(small.sum()),
+            "small_first": round(float(first[small].mean()), 4) if small.any() else None}
+
+
 def _clicks(be, samples, mode, cap):
     r = evaluate_clicks(be, samples, mode=mode, n_corrective=3, max_objects=cap, seed=0)
-    first = np.array([o["ious"][0] for o in r["objects"]])
-    small = np.array([o["area"] < SMALL for o in r["objects"]])
     return {"n_objects": r["n_objects"], "mean_iou": [round(x, 4) for x in r["mean_iou"]],
-            "noc85": r["noc85"], "n_small": int(small.sum()),
-            "small_first": round(float(first[small].mean()), 4) if small.any() else None}
+            "noc85": r["noc85"], **_small_first(r["objects"])}
 
 
 def main() -> None:
@@ -59,16 +64,11 @@ def main() -> None:
             for bname, b in backends.items():
                 out[f"{key}/{mode}/{bname}"] = res = _clicks(b, samples, mode, cap)
                 print(key, mode, bname, json.dumps(res), flush=True)
-    for key, (root, names, _) in MASK_SETS.items():  # every object, first click: small ones counted
-        _, samples = load_dataset(root, images=names)
-        for bname, b in backends.items():
+        for bname, b in backends.items():  # every object, first click: small ones counted
             r = evaluate_clicks(b, samples, n_corrective=0)
-            first = np.array([o["ious"][0] for o in r["objects"]])
-            small = np.array([o["area"] < SMALL for o in r["objects"]])
             out[f"{key}/all-objects-first-click/{bname}"] = res = {
-                "n_objects": int(len(first)), "first": round(float(first.mean()), 4),
-                "n_small": int(small.sum()),
-                "small_first": round(float(first[small].mean()), 4) if small.any() else None}
+                "n_objects": r["n_objects"], "first": round(float(r["mean_iou"][0]), 4),
+                **_small_first(r["objects"])}
             print(key, "all objects", bname, json.dumps(res), flush=True)
     if not a.skip_fecral:
         _, samples = load_dataset(DATA / "uwcmg-fecral-111loops")
