@@ -73,7 +73,9 @@ def test_cli_masks_end_to_end(pit_sets, tmp_path, capsys):
     assert [p["image"] for p in per] == ["1", "2"] and all(p["n_exemplars"] == 4 for p in per)
     # Round 1 counts what the simulated user accepted.
     assert all(p["rounds"][1]["n_accepted"] >= 1 for p in per)
-    assert fs[0]["recall@50"] > res["summary"]["otsu-flood"][0]["recall@50"]
+    # Found like the exemplars beats a classical grid on F1 (the grid's recall comes cheap: it
+    # proposes everything dark, at a precision of about 0.3 here).
+    assert fs[0]["f1@50"] > res["summary"]["otsu-flood"][0]["f1@50"] + 0.15
 
 
 def test_cli_boxes_and_exemplars_from(pit_sets, tmp_path):

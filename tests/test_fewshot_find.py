@@ -233,3 +233,39 @@ def test_promptable_backend_redraws_masks(pits):
     assert match_instances(c.labels, rest, 0.5).recall >= 0.7
     with pytest.raises(MicrosegError):
         find_similar(image, ex, backend="no-such-backend")
+
+
+def test_learnt_score_joins_only_when_it_ranks_the_decisions_better():
+    """Review rounds: the accepted-vs-rejected classifier is used only when it demonstrably helps."""
+    from napari_microseg.core.fewshot.scoring import learnt_helps, prior_score, score_objects
+
+    rng = np.random.default_rng(0)
+
+    def objs(n, area, contrast):
+        return np.column_stack([np.log(rng.normal(area, 5, n).clip(10)), rng.uniform(0.2, 0.6, n),
+                                rng.uniform(0.9, 1.0, n), rng.normal(contrast, 0.01, n),
+                                rng.uniform(0.05, 0.1, n), rng.uniform(0.5, 0.9, n)])
+
+    exemplars = objs(10, 100, 0.3)
+    # The user accepts fainter and smaller objects than the exemplars and rejects larger,
+    # stronger ones: the prior (which favours contrast) ranks them the wrong way round,
+    # the classifier learns it.
+    accepted, rejected = objs(12, 70, 0.2), objs(12, 140, 0.3)
+    pos = np.vstack([exemplars, accepted])
+    pa, pr = prior_score(accepted, pos), prior_score(rejected, pos)
+    assert learnt_helps(exemplars, accepted, rejected, pa, pr)
+    # The same objects with decisions at random: nothing to learn, the prior stays alone.
+    both = np.vstack([accepted, rejected])
+    flip = rng.permutation(len(both))
+    acc2, rej2 = both[flip[:12]], both[flip[12:]]
+    assert not learnt_helps(exemplars, acc2, rej2, prior_score(acc2, pos), prior_score(rej2, pos))
+    mask = np.r_[np.zeros(10, bool), np.ones(12, bool)]
+    cands = objs(20, 70, 0.2)
+    pos2 = np.vstack([exemplars, acc2])
+    np.testing.assert_array_equal(score_objects(cands, pos2, rej2, mask), prior_score(cands, pos2))
+    # With telling decisions the score changes, and small candidates gain over large ones.
+    both = np.vstack([cands, objs(20, 140, 0.3)])
+    s, p = score_objects(both, pos, rejected, mask), prior_score(both, pos)
+    assert s[:20].mean() - s[20:].mean() > p[:20].mean() - p[20:].mean() + 0.1
+    # Too few decisions: the prior alone.
+    assert not learnt_helps(exemplars, accepted[:2], rejected, pa[:2], pr)

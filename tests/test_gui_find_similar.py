@@ -202,7 +202,7 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     ScriptedFinder.gate.set()
     wait_idle(qtbot, dock)
     assert ScriptedFinder.threads == [False]
-    assert ScriptedFinder.calls[:3] == [("init", {"backend": "none", "seed": 0}), ("set_exemplars", [1, 2, 3]), ("propose", 0)]
+    assert ScriptedFinder.calls[:3] == [("init", {"backend": "auto", "seed": 0}), ("set_exemplars", [1, 2, 3]), ("propose", 0)]
     rv = dock.review
     cand = rv.layer
     assert is_helper_layer(cand) and cand.name == "scene similar candidates"

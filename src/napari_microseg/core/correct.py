@@ -108,8 +108,8 @@ def id_counts(labels: np.ndarray) -> np.ndarray | None:
     return counts
 
 
-def _areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positive ids and their pixel counts."""
+def id_areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive ids present in ``labels`` and their pixel counts (int64, ascending ids)."""
     if labels.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     counts = id_counts(labels)
@@ -157,7 +157,7 @@ def merge(labels, ids: Iterable[int], instance_classes: Mapping) -> Change:
     new[np.isin(labels, others)] = target
     classes = {int(k): int(v) for k, v in instance_classes.items() if int(k) not in others}
     if not classes.get(target):
-        all_ids, counts = _areas(labels)
+        all_ids, counts = id_areas(labels)
         area = dict(zip(all_ids.tolist(), counts.tolist(), strict=True))
         ranked = sorted((i for i in others if instance_classes.get(i)), key=lambda i: -area[i])
         if ranked:
@@ -360,7 +360,7 @@ def fill_holes(labels, instance_classes: Mapping, ids: Iterable[int] | None = No
     larger than ``max_hole_area`` pixels.
     """
     labels = _check_labels(labels)
-    ids = _present(labels, _areas(labels)[0] if ids is None else ids)
+    ids = _present(labels, id_areas(labels)[0] if ids is None else ids)
     new = labels.copy()
     filled = []
     for i, sl in _bboxes(labels, ids).items():
@@ -382,7 +382,7 @@ def fill_holes(labels, instance_classes: Mapping, ids: Iterable[int] | None = No
 def remove_small(labels, instance_classes: Mapping, min_area: float, *, pixel_area: float = 1.0) -> Change:
     """Erase objects whose area (pixels x ``pixel_area``) is below ``min_area``."""
     labels = _check_labels(labels)
-    ids, counts = _areas(labels)
+    ids, counts = id_areas(labels)
     small = ids[counts * float(pixel_area) < float(min_area)].tolist()
     if not small:
         return _change(labels, labels, dict(instance_classes), message="No object is that small.")
@@ -395,7 +395,7 @@ def renumber(labels, instance_classes: Mapping) -> Change:
     """Renumber ids as 1..n in order of the old ids; classes follow."""
     labels = _check_labels(labels)
     new, fw, _ = relabel_sequential(labels)
-    ids = _areas(labels)[0].tolist()
+    ids = id_areas(labels)[0].tolist()
     mapping, present = {i: int(fw[i]) for i in ids if int(fw[i]) != i}, set(ids)
     classes = {int(fw[int(k)]): int(v) for k, v in instance_classes.items() if int(k) in present}
     msg = f"Renumbered {len(mapping)} object(s) as 1..{len(ids)}." if mapping else "Ids are already 1..n."
@@ -410,7 +410,11 @@ def apply_change(labels: np.ndarray, change: Change) -> np.ndarray:
 
 def fingerprint(labels) -> bytes:
     """A short digest of which ids a labels image holds and how many pixels each has."""
-    ids, counts = _areas(np.asarray(labels))
+    return areas_fingerprint(*id_areas(np.asarray(labels)))
+
+
+def areas_fingerprint(ids: np.ndarray, counts: np.ndarray) -> bytes:
+    """:func:`fingerprint` from already counted positive ``ids`` and their pixel ``counts``."""
     h = hashlib.blake2b(digest_size=16)
     h.update(ids.astype("<i8").tobytes())
     h.update(counts.astype("<i8").tobytes())

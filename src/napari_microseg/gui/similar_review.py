@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..core.correct import ClassStates, fingerprint, id_counts
+from ..core.correct import ClassStates, areas_fingerprint, fingerprint, id_counts
 from ..core.errors import LabelsError, MicrosegError
 from .clicks import click_callback
 from .colormaps import direct_colormap
@@ -312,12 +312,16 @@ class CandidateReview:
             return
         layer = self.labels_layer
         data = np.asarray(layer.data)
-        fp = fingerprint(data)
+        counts = id_counts(data)  # one count serves the fingerprint and the present ids
+        if counts is None:
+            fp, ids = fingerprint(data), present_ids(data)
+        else:
+            ids = np.flatnonzero(counts)
+            fp = areas_fingerprint(ids[ids > 0], counts[ids[ids > 0]])
         if fp == self._last_fp:
             return
         inst, classes = layer_classes(layer)
         remembered = self._states.recall(fp)
-        ids = present_ids(data)
         present = set(ids.tolist())
         inst = remembered if remembered is not None else {i: c for i, c in inst.items() if i in present}
         self._write_classes(inst, classes, ids)

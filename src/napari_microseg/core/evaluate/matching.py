@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..correct import id_areas
 from ..errors import LabelsError
 from ..measure.runs import check_labels
 
@@ -52,13 +53,6 @@ class Overlaps:
     iou: np.ndarray
 
 
-def _ids_and_areas(a: np.ndarray):
-    counts = np.bincount(a.ravel())
-    ids = np.flatnonzero(counts)
-    ids = ids[ids > 0]
-    return ids.astype(np.int64), counts[ids].astype(np.int64)
-
-
 def overlaps(pred, true) -> Overlaps:
     """Contingency table of predicted vs true instances (vectorised).
 
@@ -71,8 +65,8 @@ def overlaps(pred, true) -> Overlaps:
     t = check_labels(true)
     if p.shape != t.shape:
         raise LabelsError(f"Prediction shape {p.shape} differs from ground truth {t.shape}.")
-    t_ids, t_area = _ids_and_areas(t)
-    p_ids, p_area = _ids_and_areas(p)
+    t_ids, t_area = id_areas(t)
+    p_ids, p_area = id_areas(p)
     both = (t != 0) & (p != 0)
     tv = t[both].astype(np.int64)
     pv = p[both].astype(np.int64)

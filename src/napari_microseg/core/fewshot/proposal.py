@@ -192,7 +192,7 @@ def candidates_in_tiles(tiled: TiledImage, prob, committed, references=(), *,
     prob : ndarray of uint8
         :func:`probability_map`.
     committed : ndarray of bool
-        Pixels no candidate may take.
+        Pixels no candidate may take (only read when ``find``).
     references : sequence of ndarray of int
         Full-image labels (exemplars, rejections, ...) to measure too.
     min_area, max_area : float
@@ -224,8 +224,8 @@ def candidates_in_tiles(tiled: TiledImage, prob, committed, references=(), *,
         sl = (slice(win[0], win[2]), slice(win[1], win[3]))
         p = full_resolution(prob, f, win)
         norm = apply_normalization(np.asarray(tiled.image[sl]), *tiled.value_range)
-        blocked = np.asarray(committed[sl], bool)
         if find:
+            blocked = np.asarray(committed[sl], bool)
             resp, rad = blob_response(tiled.features(box), scale, sign)
             md = max(1, int(round(0.6 * scale.r_min / f)))
             pk = peak_local_max(resp, min_distance=md, threshold_abs=peak_threshold,
@@ -257,6 +257,27 @@ def candidates_in_tiles(tiled: TiledImage, prob, committed, references=(), *,
     ref_out = [(np.asarray(a, int), np.asarray(b, float).reshape(-1, len(OBJECT_FEATURES)))
                for a, b in refs]
     return out, feats, ref_out
+
+
+def measure_labels(tiled: TiledImage, prob, labels: np.ndarray):
+    """``(labels, features)`` of the objects of ``labels``, measured tile by tile.
+
+    The objects are renumbered ``1..n`` in id order (ids without a pixel are
+    dropped) and ``features[i]`` belongs to object ``i + 1``: how candidates
+    whose masks were redrawn (:mod:`.masks`) are measured for the scorer.
+    """
+    n = int(labels.max(initial=0))
+    measured = candidates_in_tiles(tiled, prob, None, [labels], min_area=0, max_area=0,
+                                   find=False)
+    ids, fv = measured[2][0]
+    feats = np.zeros((n, len(OBJECT_FEATURES)))
+    present = np.zeros(n + 1, bool)
+    feats[ids - 1] = fv
+    present[ids] = True
+    present[0] = False
+    table = np.zeros(n + 1, np.int32)
+    table[present] = np.arange(1, int(present.sum()) + 1)
+    return table[labels], feats[present[1:]]
 
 
 def _owned(rlab: np.ndarray, box, win) -> np.ndarray:

@@ -17,11 +17,13 @@ How it works (each step in its own module):
    negative clicks and a sparse random draw of the background;
 3. :mod:`.proposal`: candidate centres where the Laplacian of Gaussian at the
    exemplars' scale responds like on the exemplars, one mask per centre
-   (half-contrast region), tile by tile; optionally each candidate's mask
-   redrawn by a promptable backend clicked at its centre (``backend``);
+   (half-contrast region), tile by tile; optionally (``backend``) the
+   better-ranked half of the candidates redrawn by a promptable backend
+   clicked at their centres, and measured again on the new masks;
 4. :mod:`.scoring`: a score in [0, 1] from the objects' measured features
-   (similarity to the exemplars times the mean pixel probability; plus a
-   classifier of accepted against rejected objects once both exist).
+   (similarity to the exemplars, contrast relative to theirs and the mean
+   pixel probability; plus a classifier of accepted against rejected objects
+   once both exist).
 
 Nothing passed in (image, labels, committed mask) is ever modified, and no
 candidate overlaps a committed pixel.
@@ -39,7 +41,13 @@ from ..prompting.base import PromptBackend
 from .features import Scale
 from .masks import redraw_with_backend, resolve_backend
 from .pixels import balance, train_pixel_model, training_set
-from .proposal import candidates_in_tiles, exemplar_response, halo, probability_map
+from .proposal import (
+    candidates_in_tiles,
+    exemplar_response,
+    halo,
+    measure_labels,
+    probability_map,
+)
 from .scoring import score_objects
 from .tiles import TiledImage
 
@@ -54,6 +62,13 @@ MIN_AREA_FRACTION = 0.25
 MAX_AREA_FACTOR = 4.0
 #: A candidate's centre needs this fraction of the exemplars' median blob response.
 PEAK_FRACTION = 0.3
+#: With a backend, only this best-ranked fraction of the candidates (scored on their own
+#: masks) is redrawn and kept, but at least :data:`REDRAW_MIN` of them: one click each is
+#: most of the search's time, and on the tuning images the lower half of the thousands of
+#: candidates of a 2048² Ti frame held few objects (BENCHMARKS.md "Find similar").
+REDRAW_FRACTION = 0.5
+#: Fewer candidates than this are all redrawn.
+REDRAW_MIN = 500
 
 
 @dataclass
@@ -142,7 +157,8 @@ class FindSimilar:
         self._model = None
         self._last: Candidates | None = None
         self._rounds = 0
-        self._refs = (np.zeros((0, 0)), np.zeros((0, 0)))
+        self._refs = (np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, bool))
+        self._exemplar_max_id = 0
         self._pos = None
         self._sources: list = []
 
@@ -183,6 +199,7 @@ class FindSimilar:
         pos = np.where(np.isin(labels, ids), labels, 0).astype(np.int32)
         com = labels != 0 if committed is None else self._check_shape(committed, "committed mask") != 0
         self._pos = pos
+        self._exemplar_max_id = int(pos.max(initial=0))
         self._committed = np.array(com, bool) | (pos != 0)
         self._neg_labels = np.zeros(self.shape, np.int32)
         self._negative = np.zeros(self.shape, bool)
@@ -209,6 +226,7 @@ class FindSimilar:
         self._sources.append((image, pos))
         if self._pos is None:
             self._pos = np.zeros(self.shape, np.int32)
+            self._exemplar_max_id = 0
             self._committed = np.zeros(self.shape, bool)
             self._neg_labels = np.zeros(self.shape, np.int32)
             self._negative = np.zeros(self.shape, bool)
@@ -298,8 +316,15 @@ class FindSimilar:
             out.append(refs[0][1])
         return out
 
-    def _search(self, tiled, committed, references, progress, cancel):
-        """Probability, candidates and scores on ``tiled``; None when cancelled."""
+    def _search(self, tiled, committed, references, progress, cancel, refs=None):
+        """Probability, candidates, their features and the references' on ``tiled``.
+
+        ``refs`` (positive and negative reference features) rank the candidates
+        before a backend redraws the best of them (:data:`REDRAW_FRACTION`); by
+        default they come from ``references`` (this image's exemplars and
+        rejections) and the other images' exemplars. Returns
+        ``(labels, features, refs)`` or None when cancelled.
+        """
         sub = _sub_progress(progress, 0.0, 0.45)
         prob = probability_map(tiled, self._model, progress=sub, cancel=cancel)
         if prob is None:
@@ -309,14 +334,24 @@ class FindSimilar:
             tiled, prob, committed, references,
             min_area=max(3.0, MIN_AREA_FRACTION * s.area_min), max_area=MAX_AREA_FACTOR * s.area_max,
             sign=self._sign, peak_threshold=self._peak_threshold,
-            progress=_sub_progress(progress, 0.45, 0.9), cancel=cancel,
+            progress=_sub_progress(progress, 0.45, 0.6 if self.backend is not None else 0.9),
+            cancel=cancel,
         )
         if found is None:
             return None
-        labels, feats, refs = found
+        labels, feats, measured = found
+        if refs is None:
+            src = self._source_references()
+            accepted = np.r_[measured[0][0] > self._exemplar_max_id,
+                             np.zeros(sum(len(f) for f in src), bool)]
+            refs = (np.vstack([measured[0][1], *src]), measured[1][1], accepted)
         if self.backend is not None and len(feats):
+            first = score_objects(feats, *refs, seed=self.seed)
+            labels = _best(labels, first, max(REDRAW_MIN, REDRAW_FRACTION * len(first)))
             labels = redraw_with_backend(self.backend, tiled, labels, committed, cancel=cancel,
-                                         progress=_sub_progress(progress, 0.9, 1.0))
+                                         progress=_sub_progress(progress, 0.6, 0.95))
+            # Scored on the masks the user will see, not the ones they replaced.
+            labels, feats = measure_labels(tiled, prob, labels)
         return labels, feats, refs
 
     def propose(self, *, progress=None, cancel=None) -> Candidates:
@@ -327,8 +362,7 @@ class FindSimilar:
                              _sub_progress(progress, 0.2, 1.0), cancel)
         if found is None:
             return Candidates.empty(self.shape, cancelled=True)
-        labels, feats, refs = found
-        self._refs = (np.vstack([refs[0][1], *self._source_references()]), refs[1][1])
+        labels, feats, self._refs = found
         self._last = _ranked(labels, score_objects(feats, *self._refs, seed=self.seed))
         self._rounds += 1
         if progress is not None:
@@ -371,11 +405,21 @@ class FindSimilar:
             progress = _sub_progress(progress, 0.5, 1.0)
         tiled = TiledImage(image, self.scale, self.tile)
         shape = tuple(int(s) for s in np.shape(image))
-        found = self._search(tiled, np.zeros(shape, bool), [], progress, cancel)
+        found = self._search(tiled, np.zeros(shape, bool), [], progress, cancel, refs=self._refs)
         if found is None:
             return Candidates.empty(shape, cancelled=True)
         labels, feats = found[:2]
         return _ranked(labels, score_objects(feats, *self._refs, seed=self.seed))
+
+
+def _best(labels: np.ndarray, scores: np.ndarray, count: float) -> np.ndarray:
+    """``labels`` keeping the ``count`` best-scored candidates (at least one), ids unchanged."""
+    n = len(scores)
+    keep = int(np.clip(np.ceil(count), min(1, n), n))
+    table = np.zeros(n + 1, np.int32)
+    best = np.argsort(-np.asarray(scores, float), kind="stable")[:keep] + 1
+    table[best] = best
+    return table[labels]
 
 
 def _renumbered(labels: np.ndarray, ids: np.ndarray, start: int) -> np.ndarray:

@@ -137,9 +137,10 @@ class FindSimilarWidget(QWidget):
         self.labels = layer_picker(viewer, "Labels", "labels", nullable=True)
         self.klass = ComboBox(label="class", choices=[])
         self.klass.tooltip = "The committed objects of this class are the exemplars; accepted ones get it."
-        self.masks = ComboBox(label="masks from", choices=list(MASK_SOURCES), value="pixel classifier")
-        self.masks.tooltip = ("pixel classifier: fast, no model; promptable model: each candidate redrawn "
-                              "by SAM2 when its weights are here, else the offline promptable model.")
+        self.masks = ComboBox(label="masks from", choices=list(MASK_SOURCES), value="promptable model")
+        self.masks.tooltip = ("promptable model (default): the better-ranked candidates redrawn by SAM2 when "
+                              "its weights are here, else by the offline promptable model (better masks and "
+                              "scores, several times slower); pixel classifier: fast, no model (mosaics).")
         self.find_button = PushButton(text="Find similar")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.score = FloatSlider(label="min score", min=0.0, max=1.0, step=0.01, value=0.5)
