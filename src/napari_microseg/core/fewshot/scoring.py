@@ -20,7 +20,7 @@ BENCHMARKS.md "Find similar"). With the features measured on the redrawn masks
 it raised the best fixed-threshold F1@0.5 of the round-0 score there from 0.25
 to 0.30 (Ti) and 0.32 to 0.44 (creme) with promptable-model masks, from 0.18 to
 0.19 (Ti) with find similar's own masks (creme unchanged at 0.27), and from
-0.54-0.60 to 0.55-0.61 on the synthetic images.
+0.54-0.60 to 0.55-0.61 on the synthetic images (``scripts/fewshot/score_variants.py``).
 """
 
 from __future__ import annotations
