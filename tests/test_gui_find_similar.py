@@ -304,6 +304,16 @@ def test_cancel_and_bad_input(window, qtbot, monkeypatch):
         wait_idle(qtbot, dock)
     cands = [lyr for lyr in viewer.layers if is_helper_layer(lyr)]
     assert cands == [dock.review.layer] and dock.accept_button.enabled
+    # an image above the promptable model's size: its masks give way to the pixel classifier's
+    monkeypatch.setattr(fsw, "PROMPTABLE_MAX_PIXELS", image.data.size // 2)
+    dock.find_button.native.click()
+    assert "masks from the pixel classifier" in dock.status.text()
+    wait_idle(qtbot, dock)
+    assert ScriptedFinder.calls[0] == ("init", {"backend": "none", "seed": 0})
+    monkeypatch.setattr(fsw, "PROMPTABLE_MAX_PIXELS", image.data.size)
+    dock.find_button.native.click()
+    wait_idle(qtbot, dock)
+    assert ScriptedFinder.calls[0] == ("init", {"backend": "auto", "seed": 0})
     # no exemplar of the chosen class: a clear message, nothing runs
     dock.klass.value = 1
     assert dock.find() is None and "No committed object" in dock.status.text()

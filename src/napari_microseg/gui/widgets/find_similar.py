@@ -51,6 +51,7 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 from ...core.errors import MicrosegError
 from ..layer_data import (
     class_features,
+    find_helper,
     helper_metadata,
     is_helper_layer,
     layer_classes,
@@ -71,6 +72,10 @@ PREDICTED_ROLE = "predicted classes"
 
 #: "masks from" choices -> FindSimilar ``backend``.
 MASK_SOURCES = {"pixel classifier": "none", "promptable model": "auto"}
+#: Above this many pixels the promptable model's masks give way to the pixel classifier's:
+#: it clicks every kept candidate (about 10 ms each), and a 10k x 10k mosaic holds over a
+#: million candidates (BENCHMARKS.md "Find similar").
+PROMPTABLE_MAX_PIXELS = 4096 * 4096
 
 HELP = (
     "Candidates are outlined in colours of their score, red (low) to green (high). Slider: show candidates "
@@ -216,7 +221,6 @@ class FindSimilarWidget(QWidget):
             self.review, self.finder = None, None
             self._enable_review(False)
         if layer is not None and not is_helper_layer(layer):
-            from ..labeling import find_helper
 
             helper = find_helper(self._viewer, layer.name, PREDICTED_ROLE)
             if helper is not None:
@@ -351,6 +355,14 @@ class FindSimilarWidget(QWidget):
         data, committed = image.data, np.array(labels.data, copy=True)
         other = target.data
         backend = MASK_SOURCES[self.masks.value]
+        shape = np.shape(other)
+        pixels = int(np.prod(shape[:2] if len(shape) == 3 and shape[-1] in (3, 4) else shape[-2:]))
+        large = ""
+        if backend != "none" and pixels > PROMPTABLE_MAX_PIXELS:
+            backend = "none"
+            large = (f" The image has {pixels / 1e6:.0f} Mpx: masks from the pixel classifier (the "
+                     f"promptable model clicks every candidate; it is used up to "
+                     f"{PROMPTABLE_MAX_PIXELS / 1e6:.0f} Mpx).")
 
         def work():
             finder = make_finder(data, backend=backend, seed=0)
@@ -362,7 +374,7 @@ class FindSimilarWidget(QWidget):
             return with_outlines(finder.propose(progress=self._progress, cancel=lambda: self._cancel))
 
         where = f" in {target.name}" if cross else ""
-        self._say(f"Finding objects like the {len(ids)} committed ones{where}…")
+        self._say(f"Finding objects like the {len(ids)} committed ones{where}…{large}")
         return self._run(work, "Find similar", self._show)
 
     def _labels_for_search(self, target, labels, class_id: int):
@@ -491,7 +503,6 @@ class FindSimilarWidget(QWidget):
         """Show predicted classes as colours in a helper layer sharing the labels' pixels."""
         from ...core.measure.colors import class_color_dict
         from ..colormaps import direct_colormap
-        from ..labeling import find_helper
 
         name = labels.name
         layer = find_helper(self._viewer, name, PREDICTED_ROLE)
