@@ -95,7 +95,7 @@ def read_micrograph(
     if suffix in TIFF_SUFFIXES:
         from .tiff_reading import read_tiff
 
-        mg = read_tiff(path, lazy=lazy)
+        mg = read_tiff(path, lazy=lazy, lazy_pixels=LAZY_PIXELS)
     elif suffix in PIL_SUFFIXES:
         mg = read_pil(path)
     else:

@@ -14,7 +14,7 @@ from .micrograph import Micrograph, check_declared_size, fits_in_memory
 from .tiff_calibration import tiff_calibration
 
 
-def read_tiff(path: Path, *, lazy: bool | None = None) -> Micrograph:
+def read_tiff(path: Path, *, lazy_pixels: int, lazy: bool | None = None) -> Micrograph:
     """Read the first series of a TIFF with its calibration candidates.
 
     Parameters
@@ -23,8 +23,10 @@ def read_tiff(path: Path, *, lazy: bool | None = None) -> Micrograph:
         TIFF file.
     lazy : bool, optional
         Return a read-only zarr array instead of loading the pixels. Default:
-        lazy when the image has more than ``reading.LAZY_PIXELS`` pixels or
-        would take more than a quarter of the available memory.
+        lazy when the image has more than ``lazy_pixels`` pixels or would take
+        more than a quarter of the available memory.
+    lazy_pixels : int
+        See ``lazy`` (the reader passes ``reading.LAZY_PIXELS``).
 
     Raises
     ------
@@ -40,10 +42,8 @@ def read_tiff(path: Path, *, lazy: bool | None = None) -> Micrograph:
     tifffile's own log messages about the file are not printed; the first one
     becomes a warning of the micrograph (one line).
     """
-    from .reading import LAZY_PIXELS
-
     with _tifffile_notes() as notes:
-        mg = _read(path, lazy, LAZY_PIXELS)
+        mg = _read(path, lazy, lazy_pixels)
     if notes:
         more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
         mg.warnings.append(f"{path.name}: tifffile: {notes[0]}{more}")

@@ -31,7 +31,7 @@ from ..core.errors import LabelsError
 from ..core.prompting.base import Prediction, RegionMask
 from ..core.prompting.object_edit import object_region, replace_object
 from ..core.prompting.strokes import Strokes
-from .layer_data import helper_metadata, is_helper_layer, layer_classes
+from .layer_data import find_helper, helper_metadata, is_helper_layer, layer_classes
 
 STROKES_LAYER = "strokes"
 STROKE_COLORS = {"positive": "#00ff00", "negative": "#ff3030", "lasso": "#ffd700"}
@@ -82,7 +82,6 @@ class EditStrokeMixin:
 
     def _ensure_stroke_layer(self, common: dict):
         """Reuse this image's strokes layer, if any (emptied); else it is made at the first stroke."""
-        from .labeling import find_helper
 
         self._stroke_common = common
         layer = find_helper(self.viewer, self.image_layer.name, STROKES_LAYER)

@@ -4,7 +4,7 @@
 layers (clicks, boxes, preview) of its image. Helper layers are kept per image
 and reused (``"<image> prompts"``, ``"<image> box prompts"``, ``"<image> preview"``),
 marked with ``metadata["microseg_helper"]`` so that no dock offers them as data;
-:func:`remove_helpers` drops them with their image. The controller has no widgets,
+:func:`~.layer_data.remove_helpers` drops them with their image. The controller has no widgets,
 so tests drive it with a viewer and simulated mouse events. Editing existing objects and
 scribble/lasso prompts live in :mod:`.label_edit` (:class:`~.label_edit.EditStrokeMixin`). Model work (embedding, predictions, box
 batches, segment-everything) runs in worker threads; the GUI thread only
@@ -28,9 +28,8 @@ from ..core.prompting.session import PromptSession
 from ..core.prompting.strokes import predict_with_strokes
 from .label_edit import EditStrokeMixin
 from .layer_data import (
-    HELPER_KEY,
-    SOURCE_IMAGE_KEY,
     class_features,
+    find_helper,
     helper_metadata,
     layer_classes,
     layer_pixel_size,
@@ -46,23 +45,6 @@ CANDIDATES_LAYER = "candidates"
 #: Which controller currently drives each reused helper layer (to unhook the previous one).
 _OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-
-def find_helper(viewer, image_name: str, role: str):
-    """The helper layer of ``role`` made for the image called ``image_name``, or ``None``."""
-    for layer in viewer.layers:
-        md = layer.metadata
-        if md.get(HELPER_KEY) == role and md.get(SOURCE_IMAGE_KEY) == image_name:
-            return layer
-    return None
-
-
-def remove_helpers(viewer, image_name: str) -> int:
-    """Remove every helper layer made for the image called ``image_name``; return how many."""
-    doomed = [lyr for lyr in viewer.layers
-              if lyr.metadata.get(HELPER_KEY) and lyr.metadata.get(SOURCE_IMAGE_KEY) == image_name]
-    for layer in doomed:
-        viewer.layers.remove(layer)
-    return len(doomed)
 POSITIVE, NEGATIVE = "#00ff00", "#ff3030"
 
 SHORTCUTS = {

@@ -153,6 +153,24 @@ def helper_metadata(image_name: str | None = None, role: str = "helper") -> dict
     return {HELPER_KEY: role, SOURCE_IMAGE_KEY: image_name}
 
 
+def find_helper(viewer, image_name: str, role: str):
+    """The helper layer of ``role`` made for the image called ``image_name``, or ``None``."""
+    for layer in viewer.layers:
+        md = layer.metadata
+        if md.get(HELPER_KEY) == role and md.get(SOURCE_IMAGE_KEY) == image_name:
+            return layer
+    return None
+
+
+def remove_helpers(viewer, image_name: str) -> int:
+    """Remove every helper layer made for the image called ``image_name``; return how many."""
+    doomed = [lyr for lyr in viewer.layers
+              if lyr.metadata.get(HELPER_KEY) and lyr.metadata.get(SOURCE_IMAGE_KEY) == image_name]
+    for layer in doomed:
+        viewer.layers.remove(layer)
+    return len(doomed)
+
+
 def user_layers(viewer, kind=None) -> list:
     """The viewer's layers of type ``kind`` (all types when ``None``) that are not helper layers."""
     return [lyr for lyr in viewer.layers if (kind is None or isinstance(lyr, kind)) and not is_helper_layer(lyr)]

@@ -31,8 +31,8 @@ from ..core.correct import ClassStates, areas_fingerprint, fingerprint, id_count
 from ..core.errors import LabelsError, MicrosegError
 from .clicks import click_callback
 from .colormaps import direct_colormap
-from .labeling import click_label, find_helper
-from .layer_data import class_features, helper_metadata, layer_classes
+from .labeling import click_label
+from .layer_data import class_features, find_helper, helper_metadata, layer_classes
 
 #: Role (and name suffix) of the candidates helper layer.
 CANDIDATES_ROLE = "similar candidates"

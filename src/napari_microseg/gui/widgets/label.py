@@ -35,7 +35,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 from ...core.classes import DEFAULT_CLASSES
 from ...core.errors import MicrosegError
 from ..label_adapt import AdaptationPanel
-from ..labeling import LabelingController, remove_helpers, shortcuts_html
+from ..labeling import LabelingController, shortcuts_html
 from ..layer_data import (
     SOURCE_IMAGE_KEY,
     is_ground_truth,
@@ -45,6 +45,7 @@ from ..layer_data import (
     layer_classes,
     layer_pixel_size,
     own_labels_layer,
+    remove_helpers,
     source_image_name,
 )
 from ..model_events import models_changed_event
