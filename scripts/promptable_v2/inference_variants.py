@@ -6,12 +6,16 @@ first-click IoU of each variant. None was kept (BENCHMARKS.md "Promptable model 
     python scripts/promptable_v2/inference_variants.py [VARIANT ...]
 
 VARIANT: ``flip:none``, ``flip:h``, ``flip:hv`` (logits averaged over flipped inputs, one
-batch) or ``windows:48,64,96:logit`` / ``...:prob`` (the click's square windows of these sides,
-logits or probabilities averaged where they overlap). Default: all of the table's.
+batch), ``windows:48,64,96:logit`` / ``...:prob`` (the click's square windows of these sides,
+logits or probabilities averaged where they overlap) or ``shrink:A:S`` (a first mask under A
+px is drawn again in an S px window, magnified to the network's size). Default: all of the
+table's. ``shrink:A:S:B`` keeps the second mask only when it is under B px. Small objects
+(under 100 px) are reported apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -31,6 +35,7 @@ SETS = {
     "ti_433_743": (DATA / "ti-insitu-tem-defects", ["Chip-4-Heat-1-Frame-433", "Chip-4-Heat-1-Frame-743"], 150),
     "creme_1_9": (DATA / "creme-316L-loops", [str(i) for i in range(1, 10)], None),
 }
+SMALL = 100  # px: the issue's "small objects"
 FLIPS = {"none": ((),), "h": ((), (-1,)), "hv": ((), (-1,), (-2,), (-2, -1))}
 DEFAULT = ["flip:none", "flip:h", "flip:hv", "windows:48,64,96:logit", "windows:48,64,96:prob",
            "windows:64,96:logit", "windows:48,64:logit", "windows:64,96,128:logit"]
@@ -42,6 +47,7 @@ class Variant(PromptableBackend):
     flips: tuple = ((),)
     sides: tuple = ()
     average: str = "logit"
+    shrink: tuple = ()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x[None])
@@ -53,6 +59,19 @@ class Variant(PromptableBackend):
     def predict(self, prompts):
         first = (prompts.mask_logits is None and prompts.box is None and prompts.start_mask is None
                  and len(prompts.points) == 1 and bool((prompts.labels == 1).all()))
+        if first and self.shrink:
+            pred = super().predict(prompts)
+            area, side, *new_max = self.shrink
+            if 0 < pred.mask.sum() < area:
+                keep = self.crop
+                self.crop = dataclasses.replace(keep, min_side=side)
+                try:
+                    again = super().predict(prompts)
+                finally:
+                    self.crop = keep
+                if not new_max or 0 < again.mask.sum() < new_max[0]:
+                    pred = again
+            return pred
         if not first or not self.sides:
             return super().predict(prompts)
         shape, centre, big = self._image.shape, prompts.points[0], max(self.sides)
@@ -80,6 +99,8 @@ def build(spec: str) -> Variant:
     kind, *rest = spec.split(":")
     if kind == "flip":
         be.flips = FLIPS[rest[0]]
+    elif kind == "shrink":
+        be.shrink = tuple(int(v) for v in rest)
     else:
         be.sides = tuple(int(v) for v in rest[0].split(","))
         be.average = rest[1] if len(rest) > 1 else "logit"
@@ -93,6 +114,8 @@ def main(specs) -> None:
         for k, (_, _, cap) in SETS.items():
             r = evaluate_clicks(be, samples[k], n_corrective=0, max_objects=cap, seed=0)
             row[k] = round(float(r["mean_iou"][0]), 4)
+            small = [o["ious"][0] for o in r["objects"] if o["area"] < SMALL]
+            row[f"{k}_small"] = round(float(np.mean(small)), 4) if small else None
         row["seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(row), flush=True)
 
