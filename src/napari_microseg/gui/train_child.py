@@ -17,32 +17,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 import sys
 import threading
 import traceback
 
-HEADER = struct.Struct("<Q")
-
-
-def write_frame(stream, obj) -> None:
-    """Write one length-prefixed pickled frame and flush."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def read_frame(stream):
-    """The next frame of ``stream``, or ``None`` at its end."""
-    head = stream.read(HEADER.size)
-    if len(head) < HEADER.size:
-        return None
-    size = HEADER.unpack(head)[0]
-    data = stream.read(size)
-    if len(data) < size:
-        return None
-    return pickle.loads(data)
+from .train_frames import write_frame
 
 
 def _watch_stdin(flag: threading.Event) -> None:

@@ -152,7 +152,7 @@ class TrainingRun:
             self._finish("result", result)
 
     def _run_child(self, resume: bool) -> None:
-        from .train_child import read_frame
+        from .train_frames import read_frame
 
         fd, job_path = tempfile.mkstemp(prefix="microseg-train-", suffix=".pkl")
         with os.fdopen(fd, "wb") as f:

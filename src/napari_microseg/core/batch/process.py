@@ -78,6 +78,17 @@ class ImageResult:
     timings: dict = field(default_factory=dict)
     recipe_hash: str = ""
 
+    def summary_record(self) -> dict:
+        """The flat ``summary.csv`` row of this result."""
+        return {
+            "image": self.image,
+            "name": self.name,
+            "status": self.status,
+            "error": self.error or "",
+            "seconds": self.timings.get("total", ""),
+            **self.row,
+        }
+
     def to_dict(self) -> dict:
         """JSON-ready record."""
         return {"format": RECORD_FORMAT, "version": RECORD_VERSION, **asdict(self)}

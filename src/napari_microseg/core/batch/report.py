@@ -164,7 +164,6 @@ def environment() -> dict:
 def write_report(run, recipe) -> Path:
     """Write ``report.html`` and its PNGs into ``run.out_dir``; return the HTML path."""
     from .report_stats import statistics_section
-    from .runner import summary_record
 
     out = Path(run.out_dir)
     folder = out / PLOT_DIR
@@ -173,7 +172,7 @@ def write_report(run, recipe) -> Path:
     hists = histogram_plots(pooled_objects(results), recipe, folder)
     dens = density_plot(results, folder)
     failed = [r for r in results if r.status == "error"]
-    rows = pd.DataFrame([summary_record(r) for r in results[:MAX_TABLE_ROWS]])
+    rows = pd.DataFrame([r.summary_record() for r in results[:MAX_TABLE_ROWS]])
     rows = rows.drop(
         columns=[c for c in rows if c.startswith(("density_per_px2[", "density_per_um2["))]
     )

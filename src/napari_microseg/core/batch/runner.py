@@ -159,18 +159,6 @@ def summary_columns(recipe: Recipe) -> list[str]:
     return cols
 
 
-def summary_record(res: ImageResult) -> dict:
-    """The flat ``summary.csv`` row of one result."""
-    return {
-        "image": res.image,
-        "name": res.name,
-        "status": res.status,
-        "error": res.error or "",
-        "seconds": res.timings.get("total", ""),
-        **res.row,
-    }
-
-
 def _task(
     recipe_dict: dict,
     path: str,
@@ -560,7 +548,7 @@ def write_summary(path, results, columns) -> Path:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
         for r in results:
-            writer.writerow(summary_record(r))
+            writer.writerow(r.summary_record())
     return Path(path)
 
 
