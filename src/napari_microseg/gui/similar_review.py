@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..core.correct import ClassStates, areas_fingerprint, fingerprint, id_counts
+from ..core.correct import ClassStates, areas_fingerprint, fingerprint, id_areas, id_counts
 from ..core.errors import LabelsError, MicrosegError
 from .clicks import click_callback
 from .colormaps import direct_colormap
@@ -312,12 +312,8 @@ class CandidateReview:
             return
         layer = self.labels_layer
         data = np.asarray(layer.data)
-        counts = id_counts(data)  # one count serves the fingerprint and the present ids
-        if counts is None:
-            fp, ids = fingerprint(data), present_ids(data)
-        else:
-            ids = np.flatnonzero(counts)
-            fp = areas_fingerprint(ids[ids > 0], counts[ids[ids > 0]])
+        ids, counts = id_areas(data)  # one count serves the fingerprint and the present ids
+        fp = areas_fingerprint(ids, counts)
         if fp == self._last_fp:
             return
         inst, classes = layer_classes(layer)

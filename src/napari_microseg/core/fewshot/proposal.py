@@ -266,18 +266,12 @@ def measure_labels(tiled: TiledImage, prob, labels: np.ndarray):
     dropped) and ``features[i]`` belongs to object ``i + 1``: how candidates
     whose masks were redrawn (:mod:`.masks`) are measured for the scorer.
     """
-    n = int(labels.max(initial=0))
     measured = candidates_in_tiles(tiled, prob, None, [labels], min_area=0, max_area=0,
                                    find=False)
     ids, fv = measured[2][0]
-    feats = np.zeros((n, len(OBJECT_FEATURES)))
-    present = np.zeros(n + 1, bool)
-    feats[ids - 1] = fv
-    present[ids] = True
-    present[0] = False
-    table = np.zeros(n + 1, np.int32)
-    table[present] = np.arange(1, int(present.sum()) + 1)
-    return table[labels], feats[present[1:]]
+    feats = np.zeros((int(labels.max(initial=0)), len(OBJECT_FEATURES)))
+    feats[ids - 1] = fv  # every object with a pixel is measured (its centroid lies in a tile)
+    return _drop_hidden(labels, feats)
 
 
 def _owned(rlab: np.ndarray, box, win) -> np.ndarray:
