@@ -8,8 +8,9 @@ TEM image; the mosaic tiles a synthetic 1024² loop image (its labels give the
 
     python benchmarks/bench_find_similar.py [--mosaic 10240] [--skip-mosaic] [--backend NAME]
 
-``--backend`` is FindSimilar's mask source: ``none`` (the core default, its own
-masks) or ``microseg-promptable`` / ``auto`` (the Find similar dock's default).
+``--backend`` is FindSimilar's mask source: ``default`` (every entry point's default: the
+promptable model up to 4096², its own masks above, so the mosaic runs on its own masks),
+``none`` (its own masks) or ``microseg-promptable`` / ``auto``.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--mosaic", type=int, default=10240)
     p.add_argument("--skip-mosaic", action="store_true")
-    p.add_argument("--backend", default="none")
+    p.add_argument("--backend", default="default")
     p.add_argument("--child")
     a = p.parse_args()
     if a.child:

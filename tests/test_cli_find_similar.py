@@ -88,6 +88,9 @@ def test_end_to_end_with_a_folder_holding_a_corrupt_file(scene, capsys):
         assert set(rec.instance_classes.values()) == {3}  # the exemplars' class
         assert rec.metadata["scores"]["1"] == pytest.approx(table["score"][0], abs=1e-4)
         assert rec.metadata["settings"]["exemplar_ids"] == scene["ids"]
+        # the default: the offline promptable model drew the masks (no SAM2 weights here)
+        assert rec.metadata["settings"]["backend"] == "default"
+        assert rec.metadata["settings"]["masks_from"] == "microseg-promptable"
     lab = np.asarray(read_labels(out / "a_candidates.tif").labels)
     assert not np.any((lab > 0) & (scene["ex"] > 0))  # nothing committed is covered
     # the written candidates lie on true objects (not shifted, flipped or renumbered wrongly);
@@ -111,6 +114,21 @@ def test_ids_threshold_and_committed(scene, capsys):
     side = json.loads((out / "a_candidates.labels.json").read_text())
     assert side["metadata"]["settings"]["exemplar_ids"] == ids[:3]
     assert side["metadata"]["settings"]["committed_file"] == str(committed)
+
+
+def test_large_image_note_and_own_masks(scene, capsys, monkeypatch):
+    """Above the promptable model's size the CLI says so and records find similar's own masks."""
+    import napari_microseg.core.fewshot.masks as fsm
+
+    root = scene["root"]
+    out = root / "out_large"
+    monkeypatch.setattr(fsm, "PROMPTABLE_MAX_PIXELS", 16)
+    rc, stdout, err = microseg(capsys, "find-similar", root / "a.tif", "--exemplars", root / "ex.tif",
+                               "--out", out)
+    assert rc == 0, err
+    assert "masks from the pixel classifier" in stdout
+    rec = read_labels(out / "a_candidates.tif")
+    assert rec.metadata["settings"]["masks_from"] == "find-similar"
 
 
 def test_bad_input_gives_one_line(scene, capsys, tmp_path):

@@ -235,6 +235,33 @@ def test_promptable_backend_redraws_masks(pits):
         find_similar(image, ex, backend="no-such-backend")
 
 
+def test_default_masks_promptable_up_to_the_size_limit_then_own(pits, monkeypatch):
+    """Every entry point's default: the promptable model draws masks up to 4096², above it
+    find similar's own masks, with a note saying so; an explicit choice is never overridden."""
+    import napari_microseg.core.fewshot.masks as fsm
+
+    image, labels = pits
+    ex, _ = _exemplars(labels)
+    assert fsm.mask_source("default", (4096, 4096)) == ("auto", "")
+    spec, note = fsm.mask_source("default", (4096, 4097))
+    assert spec == "none" and "16.8 Mpx" in note and "pixel classifier" in note
+    assert fsm.mask_source("otsu-flood", (10**5, 10**5)) == ("otsu-flood", "")
+    fs = FindSimilar(image)
+    assert fs.backend.name == "microseg-promptable" and fs.mask_note == ""  # no SAM2 weights here
+    own = FindSimilar(image, backend="none")
+    own.set_exemplars(ex)
+    expected = own.propose()
+    monkeypatch.setattr(fsm, "PROMPTABLE_MAX_PIXELS", image.size - 1)
+    big = FindSimilar(image)
+    big.set_exemplars(ex)
+    got = big.propose()
+    assert big.backend is None and "pixel classifier" in big.mask_note
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_allclose(got.scores, expected.scores)
+    with pytest.raises(ValueError, match="mask_source"):
+        fsm.resolve_backend("default")
+
+
 def test_learnt_score_joins_only_when_it_ranks_the_decisions_better():
     """Review rounds: the accepted-vs-rejected classifier is used only when it demonstrably helps."""
     from napari_microseg.core.fewshot.scoring import learnt_helps, prior_score, score_objects

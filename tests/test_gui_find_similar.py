@@ -202,7 +202,7 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     ScriptedFinder.gate.set()
     wait_idle(qtbot, dock)
     assert ScriptedFinder.threads == [False]
-    assert ScriptedFinder.calls[:3] == [("init", {"backend": "auto", "seed": 0}), ("set_exemplars", [1, 2, 3]), ("propose", 0)]
+    assert ScriptedFinder.calls[:3] == [("init", {"backend": "default", "seed": 0}), ("set_exemplars", [1, 2, 3]), ("propose", 0)]
     rv = dock.review
     cand = rv.layer
     assert is_helper_layer(cand) and cand.name == "scene similar candidates"
@@ -304,16 +304,25 @@ def test_cancel_and_bad_input(window, qtbot, monkeypatch):
         wait_idle(qtbot, dock)
     cands = [lyr for lyr in viewer.layers if is_helper_layer(lyr)]
     assert cands == [dock.review.layer] and dock.accept_button.enabled
-    # an image above the promptable model's size: its masks give way to the pixel classifier's
-    monkeypatch.setattr(fsw, "PROMPTABLE_MAX_PIXELS", image.data.size // 2)
+    # the dock asks core for its default; above the promptable model's size the status says
+    # the pixel classifier draws the masks (core decides: test_fewshot_find)
+    import napari_microseg.core.fewshot.masks as fsm
+
+    monkeypatch.setattr(fsm, "PROMPTABLE_MAX_PIXELS", image.data.size // 2)
     dock.find_button.native.click()
     assert "masks from the pixel classifier" in dock.status.text()
     wait_idle(qtbot, dock)
-    assert ScriptedFinder.calls[0] == ("init", {"backend": "none", "seed": 0})
-    monkeypatch.setattr(fsw, "PROMPTABLE_MAX_PIXELS", image.data.size)
+    assert ScriptedFinder.calls[0] == ("init", {"backend": "default", "seed": 0})
+    monkeypatch.setattr(fsm, "PROMPTABLE_MAX_PIXELS", image.data.size)
+    dock.find_button.native.click()
+    assert "pixel classifier" not in dock.status.text()
+    wait_idle(qtbot, dock)
+    assert ScriptedFinder.calls[0] == ("init", {"backend": "default", "seed": 0})
+    dock.masks.value = "pixel classifier"
     dock.find_button.native.click()
     wait_idle(qtbot, dock)
-    assert ScriptedFinder.calls[0] == ("init", {"backend": "auto", "seed": 0})
+    assert ScriptedFinder.calls[0] == ("init", {"backend": "none", "seed": 0})
+    dock.masks.value = "promptable model"
     # no exemplar of the chosen class: a clear message, nothing runs
     dock.klass.value = 1
     assert dock.find() is None and "No committed object" in dock.status.text()

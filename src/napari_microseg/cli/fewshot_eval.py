@@ -39,8 +39,9 @@ def register(sub) -> None:
     p.add_argument("--methods", nargs="+", default=["find-similar", "segment-everything",
                                                     "otsu-flood"],
                    help="among find-similar, segment-everything, otsu-flood (all by default)")
-    p.add_argument("--backend", default="none",
-                   help="find-similar mask backend: none (its own masks, default), auto, or a prompt backend")
+    p.add_argument("--backend", default="default",
+                   help="find-similar mask backend: default (auto up to 4096², none above; "
+                   "the default), none (its own masks), auto, or a prompt backend")
     p.add_argument("--json", metavar="OUT.json", help="write the full results as JSON")
     p.set_defaults(func=run)
 

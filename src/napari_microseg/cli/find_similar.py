@@ -53,9 +53,9 @@ def register(sub) -> None:
                    help="labels of everything already committed on IMAGE: no candidate overlaps "
                    "it (default: the objects of --exemplars)")
     p.add_argument("--backend", metavar="NAME",
-                   help="masks: none (the pixel classifier's), auto (SAM2 when its weights are "
-                   "present, else the offline promptable model) or a backend name (default: "
-                   "find-similar's own, see BENCHMARKS.md)")
+                   help="masks: default (auto up to 4096², none above), none (the pixel "
+                   "classifier's), auto (SAM2 when its weights are present, else the offline "
+                   "promptable model) or a backend name (default: default, see BENCHMARKS.md)")
     p.add_argument("--threshold", type=bounded_float(0.0, 1.0, "score"), default=0.5, metavar="S",
                    help="keep candidates scoring S or more (default 0.5)")
     p.add_argument("--also", nargs="+", default=[], metavar="IMAGE_OR_FOLDER",
@@ -186,11 +186,21 @@ def _other_images(args) -> list[Path]:
     return others
 
 
+def _masks_record(record: dict, fs, shape) -> dict:
+    """``record`` with what drew this image's masks (``default`` resolved for its size)."""
+    backend = fs.backend_for(shape[:2])
+    return {**record, "masks_from": "find-similar" if backend is None else backend.name}
+
+
+def _note(fs) -> str:
+    return f" ({fs.mask_note})" if fs.mask_note else ""
+
+
 def _check_backend(name: str | None) -> None:
     """Refuse an unknown ``--backend`` before any work (the search resolves it only at the end)."""
     from ..core.prompting.registry import available_backends
 
-    known = ("none", "auto", *available_backends())
+    known = ("default", "none", "auto", *available_backends())
     if name is not None and name not in known:
         raise MicrosegError(f"Unknown --backend {name!r}; choose from {', '.join(known)}.")
 
@@ -247,9 +257,10 @@ def run(args) -> int:
     inst_class = _exemplar_class(rec, ids)
     cands = _propose(f"find-similar {Path(args.image).name}",
                      lambda progress: fs.propose(progress=progress))
-    n, tif = _write(args.image, stems[0], cands, mg, args, record, rec.classes, inst_class)
+    n, tif = _write(args.image, stems[0], cands, mg, args, _masks_record(record, fs, mg.shape),
+                    rec.classes, inst_class)
     print(f"{args.image}: {n} candidates with score >= {args.threshold:g} "
-          f"({len(cands)} proposed) -> {tif}", flush=True)
+          f"({len(cands)} proposed) -> {tif}{_note(fs)}", flush=True)
     learnt_ps = mg.pixel_size
     del mg, cands
     failed = 0
@@ -259,9 +270,10 @@ def run(args) -> int:
             _warn_scale(learnt_ps, other.pixel_size, path)
             oc = _propose(f"find-similar {Path(path).name}",
                           lambda progress, im=other.data: fs.propose_on(im, progress=progress))
-            n, tif_o = _write(path, stem, oc, other, args, record, rec.classes, inst_class)
+            n, tif_o = _write(path, stem, oc, other, args,
+                              _masks_record(record, fs, other.shape), rec.classes, inst_class)
             print(f"{path}: {n} candidates with score >= {args.threshold:g} "
-                  f"({len(oc)} proposed) -> {tif_o}", flush=True)
+                  f"({len(oc)} proposed) -> {tif_o}{_note(fs)}", flush=True)
         except (MicrosegError, OSError, ValueError) as e:
             failed += 1
             print(f"{path}: error: {_one_line(e)}", file=sys.stderr, flush=True)

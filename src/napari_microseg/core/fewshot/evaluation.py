@@ -161,7 +161,7 @@ def _draw_exemplars(truth: _Truth, shots: int, rng) -> np.ndarray:
 
 
 def run_find_similar(truth: _Truth, exemplar_ids, *, rounds: int, top: int, threshold: float,
-                     seed: int, source=None, backend="none", tile: int = 1024) -> dict:
+                     seed: int, source=None, backend="default", tile: int = 1024) -> dict:
     """The simulated user with :class:`FindSimilar` on one image (see module doc)."""
     t0 = time.perf_counter()
     fs = FindSimilar(truth.image, backend=backend, seed=seed, tile=tile)
@@ -265,7 +265,7 @@ def run_baseline(truth: _Truth, exemplar_ids, backend_name: str, *, source=None)
 
 def evaluate_fewshot(samples, layout: str, *, shots: int = 10, rounds: int = 0, top: int = 30,
                      seed: int = 0, threshold: float = 0.5, methods=("find-similar",),
-                     exemplars_from=None, backend="none", progress=None) -> dict:
+                     exemplars_from=None, backend="default", progress=None) -> dict:
     """Run the simulated user over ``samples`` (see module doc); a JSON-ready summary.
 
     Parameters

@@ -17,10 +17,40 @@ from ..prompting.base import PromptBackend
 
 #: SAM2 models tried by ``backend="auto"``, smallest (fastest on a CPU) first.
 AUTO_SAM2 = ("sam2.1-tiny", "sam2-tiny", "sam2.1-small", "sam2-small")
+#: Above this many pixels ``backend="default"`` keeps find similar's own masks: a backend
+#: clicks every kept candidate (about 10 ms each), and a 10k x 10k mosaic holds over a
+#: million candidates (BENCHMARKS.md "Find similar").
+PROMPTABLE_MAX_PIXELS = 4096 * 4096
+
+
+def mask_source(spec, shape) -> tuple[object, str]:
+    """What draws the masks on an image of ``shape``, and a note when the rule chose for the user.
+
+    ``"default"`` (every entry point's default: the Find similar dock, ``microseg
+    find-similar``, ``microseg fewshot-eval``) is ``"auto"`` (SAM2 when its
+    weights are present, else the offline promptable model; the better masks
+    on every held-out set, BENCHMARKS.md "Find similar") up to
+    :data:`PROMPTABLE_MAX_PIXELS` (4096², 16.8 Mpx), and find similar's own masks (``"none"``)
+    above, with a one-line note saying so. Any other ``spec`` is returned as
+    is, with an empty note.
+    """
+    if not (isinstance(spec, str) and spec == "default"):
+        return spec, ""
+    pixels = int(np.prod([int(s) for s in shape[:2]]))
+    if pixels <= PROMPTABLE_MAX_PIXELS:
+        return "auto", ""
+    return "none", (f"The image has {pixels / 1e6:.1f} Mpx: masks from the pixel classifier (a "
+                    f"promptable model clicks every candidate; it is used up to "
+                    f"{PROMPTABLE_MAX_PIXELS / 1e6:.1f} Mpx).")
 
 
 def resolve_backend(spec) -> PromptBackend | None:
-    """The backend for ``spec``: a PromptBackend, ``"none"``, ``"auto"`` or a registry name."""
+    """The backend for ``spec``: a PromptBackend, ``"none"``, ``"auto"`` or a registry name.
+
+    ``"default"`` depends on the image's size: resolve it with :func:`mask_source` first.
+    """
+    if spec == "default":
+        raise ValueError('resolve backend="default" for an image size with mask_source() first')
     if spec is None or spec == "none":
         return None
     if isinstance(spec, PromptBackend):

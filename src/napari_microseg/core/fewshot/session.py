@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import MicrosegError
 from ..prompting.base import PromptBackend
 from .features import Scale
-from .masks import redraw_with_backend, resolve_backend
+from .masks import mask_source, redraw_with_backend, resolve_backend
 from .pixels import balance, train_pixel_model, training_set
 from .proposal import (
     candidates_in_tiles,
@@ -51,11 +51,11 @@ from .proposal import (
 from .scoring import score_objects
 from .tiles import TiledImage
 
-#: Default ``backend``: masks drawn by find similar itself (the half-contrast region
-#: around each centre, :func:`.proposal.flood_masks`), the only variant validated on the
-#: tuning images (BENCHMARKS.md "Find similar"); "auto" redraws them with SAM2 when its
-#: weights are present, else with the offline promptable model.
-DEFAULT_BACKEND = "none"
+#: Default ``backend``: the promptable backend ("auto": SAM2 when its weights are present,
+#: else the offline model) redraws the masks up to 4096², and find similar's own masks
+#: (the half-contrast region around each centre, :func:`.proposal.flood_masks`) are kept
+#: above (:func:`.masks.mask_source`; BENCHMARKS.md "Find similar").
+DEFAULT_BACKEND = "default"
 #: Candidates smaller than this fraction of the smallest exemplar are dropped ...
 MIN_AREA_FRACTION = 0.25
 #: ... and larger than this multiple of the largest one.
@@ -132,9 +132,11 @@ class FindSimilar:
     image : array-like, 2-D
         uint8/uint16/float (RGB(A) is converted to grey with a warning).
     backend : str or PromptBackend
-        ``"none"`` (default): masks drawn by find similar itself; ``"auto"``: SAM2
-        if its weights are present, else the offline ``"microseg-promptable"``;
-        any name :func:`~..prompting.registry.make_backend` knows; or a backend.
+        ``"default"``: ``"auto"`` up to 4096², ``"none"`` above
+        (:func:`.masks.mask_source`, decided for each searched image);
+        ``"none"``: masks drawn by find similar itself; ``"auto"``: SAM2 if its
+        weights are present, else the offline ``"microseg-promptable"``; any
+        name :func:`~..prompting.registry.make_backend` knows; or a backend.
     seed : int
         Seed of the random background draw and the classifiers.
     tile : int
@@ -148,6 +150,8 @@ class FindSimilar:
             raise MicrosegError(f"backend must be a name or a PromptBackend, got {backend!r}.")
         self._backend_spec = "none" if backend is None else backend
         self._backend = None
+        #: Why the last search's masks are not the backend's asked for ("" when they are).
+        self.mask_note = ""
         self.seed = int(seed)
         self.tile = int(tile)
         if self.tile < 16:
@@ -272,9 +276,19 @@ class FindSimilar:
 
     @property
     def backend(self):
-        """The promptable backend that redraws masks (None: find similar's own masks)."""
-        if self._backend is None and self._backend_spec != "none":
-            self._backend = resolve_backend(self._backend_spec)
+        """The promptable backend that redraws masks on this image (None: find similar's own)."""
+        return self.backend_for(self.shape)
+
+    def backend_for(self, shape):
+        """The backend that redraws masks on an image of ``shape`` (None: find similar's own).
+
+        Sets :attr:`mask_note` to the line :func:`.masks.mask_source` gives.
+        """
+        spec, self.mask_note = mask_source(self._backend_spec, shape)
+        if spec == "none":
+            return None
+        if self._backend is None:
+            self._backend = resolve_backend(spec)
         return self._backend
 
     def _train(self, progress=None):
@@ -326,6 +340,7 @@ class FindSimilar:
         ``(labels, features, refs)`` or None when cancelled.
         """
         sub = _sub_progress(progress, 0.0, 0.45)
+        backend = self.backend_for(tiled.shape)
         prob = probability_map(tiled, self._model, progress=sub, cancel=cancel)
         if prob is None:
             return None
@@ -334,7 +349,7 @@ class FindSimilar:
             tiled, prob, committed, references,
             min_area=max(3.0, MIN_AREA_FRACTION * s.area_min), max_area=MAX_AREA_FACTOR * s.area_max,
             sign=self._sign, peak_threshold=self._peak_threshold,
-            progress=_sub_progress(progress, 0.45, 0.6 if self.backend is not None else 0.9),
+            progress=_sub_progress(progress, 0.45, 0.6 if backend is not None else 0.9),
             cancel=cancel,
         )
         if found is None:
@@ -345,10 +360,10 @@ class FindSimilar:
             accepted = np.r_[measured[0][0] > self._exemplar_max_id,
                              np.zeros(sum(len(f) for f in src), bool)]
             refs = (np.vstack([measured[0][1], *src]), measured[1][1], accepted)
-        if self.backend is not None and len(feats):
+        if backend is not None and len(feats):
             first = score_objects(feats, *refs, seed=self.seed)
             labels = _best(labels, first, max(REDRAW_MIN, REDRAW_FRACTION * len(first)))
-            labels = redraw_with_backend(self.backend, tiled, labels, committed, cancel=cancel,
+            labels = redraw_with_backend(backend, tiled, labels, committed, cancel=cancel,
                                          progress=_sub_progress(progress, 0.6, 0.95))
             # Scored on the masks the user will see, not the ones they replaced.
             labels, feats = measure_labels(tiled, prob, labels)

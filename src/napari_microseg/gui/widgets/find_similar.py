@@ -70,12 +70,9 @@ PREDICTED_KEY = "microseg_predicted_classes"
 #: Role (and name suffix) of the helper layer showing predicted classes.
 PREDICTED_ROLE = "predicted classes"
 
-#: "masks from" choices -> FindSimilar ``backend``.
-MASK_SOURCES = {"pixel classifier": "none", "promptable model": "auto"}
-#: Above this many pixels the promptable model's masks give way to the pixel classifier's:
-#: it clicks every kept candidate (about 10 ms each), and a 10k x 10k mosaic holds over a
-#: million candidates (BENCHMARKS.md "Find similar").
-PROMPTABLE_MAX_PIXELS = 4096 * 4096
+#: "masks from" choices -> FindSimilar ``backend`` ("default": the promptable model up to
+#: 4096², the pixel classifier above; :func:`~napari_microseg.core.fewshot.masks.mask_source`).
+MASK_SOURCES = {"pixel classifier": "none", "promptable model": "default"}
 
 HELP = (
     "Candidates are outlined in colours of their score, red (low) to green (high). Slider: show candidates "
@@ -354,15 +351,12 @@ class FindSimilarWidget(QWidget):
         # the images as napari holds them (a lazy array is read tile by tile in the worker)
         data, committed = image.data, np.array(labels.data, copy=True)
         other = target.data
+        from ...core.fewshot.masks import mask_source
+
         backend = MASK_SOURCES[self.masks.value]
-        shape = np.shape(other)
-        pixels = int(np.prod(shape[:2] if len(shape) == 3 and shape[-1] in (3, 4) else shape[-2:]))
-        large = ""
-        if backend != "none" and pixels > PROMPTABLE_MAX_PIXELS:
-            backend = "none"
-            large = (f" The image has {pixels / 1e6:.0f} Mpx: masks from the pixel classifier (the "
-                     f"promptable model clicks every candidate; it is used up to "
-                     f"{PROMPTABLE_MAX_PIXELS / 1e6:.0f} Mpx).")
+        _, note = mask_source(backend, np.shape(other)[:2] if getattr(target, "rgb", False)
+                              else np.shape(other)[-2:])
+        large = f" {note}" if note else ""
 
         def work():
             finder = make_finder(data, backend=backend, seed=0)
