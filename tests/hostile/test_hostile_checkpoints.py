@@ -309,11 +309,11 @@ def test_resumed_no_register_run_registers_nothing(dirs, cli):
         args += ["--pair", p]
     assert cli(*args).rc == 0
     # pretend it was stopped after epoch 1: resume must not register either
-    from napari_microseg.core.training.engine import _load_checkpoint, _save_checkpoint
+    from napari_microseg.core.training.run_plumbing import load_checkpoint, save_checkpoint
 
-    state = _load_checkpoint(run / "last.pt")
+    state = load_checkpoint(run / "last.pt")
     state["step"], state["history"] = 1, state["history"][:1]
-    _save_checkpoint(run / "last.pt", state)
+    save_checkpoint(run / "last.pt", state)
     res = cli("train", "--resume", run, "--quiet")
     assert res.rc == 0, res.err
     assert "registered model" not in res.out

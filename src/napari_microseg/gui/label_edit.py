@@ -37,6 +37,11 @@ STROKES_LAYER = "strokes"
 STROKE_COLORS = {"positive": "#00ff00", "negative": "#ff3030", "lasso": "#ffd700"}
 
 
+def click_label(event) -> int:
+    """1 for a positive click, 0 for a negative one (right button or Alt)."""
+    return 0 if event.button == 2 or "Alt" in {str(m) for m in event.modifiers} else 1
+
+
 @dataclass
 class EditTarget:
     """The object being edited: where it comes from and what it was."""
@@ -144,8 +149,6 @@ class EditStrokeMixin:
             self._pick_next = False
             self.edit_object_at(rowcol)
         else:
-            from .labeling import click_label
-
             self.add_click(rowcol, click_label(event))
 
     # -- strokes -------------------------------------------------------------------------

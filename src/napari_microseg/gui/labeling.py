@@ -68,11 +68,6 @@ def prompt_image(image_layer) -> tuple:
     return (data if hasattr(data, "chunks") else np.asarray(data)), tuple(image_layer.contrast_limits)
 
 
-def click_label(event) -> int:
-    """1 for a positive click, 0 for a negative one (right button or Alt)."""
-    return 0 if event.button == 2 or "Alt" in {str(m) for m in event.modifiers} else 1
-
-
 class LabelingController(EditStrokeMixin):
     """Interactive prompting on one image into one Labels layer.
 

@@ -31,7 +31,7 @@ from ..core.correct import ClassStates, areas_fingerprint, fingerprint, id_areas
 from ..core.errors import LabelsError, MicrosegError
 from .clicks import click_callback
 from .colormaps import direct_colormap
-from .labeling import click_label
+from .label_edit import click_label
 from .layer_data import class_features, find_helper, helper_metadata, layer_classes
 
 #: Role (and name suffix) of the candidates helper layer.

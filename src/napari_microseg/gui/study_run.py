@@ -1,7 +1,7 @@
 """What the Statistics dock runs in its worker: measure every field, then the core study.
 
 Each field (a Labels layer with its image) is measured with the Measure dock's
-call (:func:`~napari_microseg.gui.widgets.measure.gather_inputs` then
+call (:func:`~napari_microseg.gui.measure_inputs.gather_inputs` then
 :func:`~napari_microseg.core.measure.measure_image`), so a field's numbers are
 the ones the Measure dock shows. Every statistic comes from
 :mod:`napari_microseg.core.stats`; nothing here computes an interval.

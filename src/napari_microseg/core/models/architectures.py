@@ -19,12 +19,13 @@ underlying library, for fine-tuning only).
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import nn
 
 from .card import ModelCard, ModelError
+from .network_io import input_multiple, lcm, to_probabilities
+
+__all__ = ["ARCHITECTURES", "INSTANCE_ARCHITECTURES", "build_model", "count_parameters",
+           "input_multiple", "lcm", "to_probabilities"]
 
 SMP_ARCHITECTURES = {
     "unet": "Unet",
@@ -124,33 +125,6 @@ def build_model(card: ModelCard, members=None, where: str | None = None) -> nn.M
     except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as e:
         raise ModelError(f"{where}: bad parameters for architecture {arch!r} ({e}).") from None
     return model
-
-
-def input_multiple(model: nn.Module) -> int:
-    """Input height and width must be multiples of this (the network's total stride)."""
-    m = getattr(model, "input_multiple", None)
-    if m is None:
-        encoder = getattr(model, "encoder", None)
-        m = getattr(encoder, "output_stride", None) or 1
-    return int(m)
-
-
-def lcm(values) -> int:
-    """Least common multiple of positive integers."""
-    out = 1
-    for v in values:
-        out = out * int(v) // math.gcd(out, int(v))
-    return out
-
-
-def to_probabilities(output: torch.Tensor, activation: str) -> torch.Tensor:
-    """Class probabilities ``(B, K, H, W)`` from network output (see :mod:`.card`)."""
-    output = output.float()
-    if activation == "softmax":
-        return torch.softmax(output, dim=1)[:, 1:]
-    if activation == "sigmoid":
-        return torch.sigmoid(output)
-    return output
 
 
 def count_parameters(model: nn.Module) -> int:

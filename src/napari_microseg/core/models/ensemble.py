@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .architectures import input_multiple, lcm, to_probabilities
 from .card import ModelCard, ModelError
+from .network_io import input_multiple, lcm, to_probabilities
 
 
 class Ensemble(nn.Module):

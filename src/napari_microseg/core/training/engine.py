@@ -26,8 +26,6 @@ The promptable model and SAM2 have their own loops
 
 from __future__ import annotations
 
-import datetime as _dt
-import math
 import time
 from pathlib import Path
 
@@ -40,71 +38,17 @@ from ..models.architectures import build_model, input_multiple
 from ..models.card import ModelCard
 from ..safeload import plain
 from .adapt import OutputAdapter
-from .config import TrainConfig, TrainEvent, TrainingDataError, TrainResult, runs_dir
+from .config import TrainConfig, TrainEvent, TrainingDataError, TrainResult
 from .data import PatchSampler, check_training_data, split_validation
 from .losses import instance_targets, semantic_loss
 from .model_setup import classes_for, init_from, make_card
 from .rng_state import restore_rng as _restore_rng
 from .rng_state import rng_states
 from .run_folder import check_run_dir, make_run_dir
+from .run_plumbing import CHECKPOINT_FORMAT, default_run_dir, lr_factor, run_progress
+from .run_plumbing import load_checkpoint as _load_checkpoint
+from .run_plumbing import save_checkpoint as _save_checkpoint
 from .validation import score_images
-
-CHECKPOINT_FORMAT = "napari-microseg-training-checkpoint"
-
-
-def default_run_dir(name: str) -> Path:
-    """A fresh run folder for ``name`` under :func:`~.config.runs_dir`."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return runs_dir() / f"{name}-{stamp}"
-
-
-def lr_factor(progress: float, warmup_fraction: float) -> float:
-    """Learning-rate multiplier at ``progress`` (0..1) of a run.
-
-    Linear warm-up from 10 % over ``warmup_fraction``, then cosine decay to 1 %.
-    """
-    if progress < warmup_fraction:
-        return 0.1 + 0.9 * progress / warmup_fraction
-    q = min(1.0, (progress - warmup_fraction) / max(1e-9, 1 - warmup_fraction))
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * q))
-
-
-def run_progress(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
-    """Share of the run done: steps, or the time budget when that is used up sooner."""
-    p = step / cfg.total_steps
-    if cfg.max_minutes:
-        p = max(p, elapsed_s / (cfg.max_minutes * 60))
-    return min(1.0, p)
-
-
-# -- checkpoints ------------------------------------------------------------------------------
-#
-# A checkpoint is data: tensors and plain containers, read back with
-# ``torch.load(weights_only=True)`` (:func:`~..safeload.load_torch_data`), so a
-# shared run folder cannot make ``--resume`` run code. Each checkpoint gets a
-# ``NAME.sha256.json`` record beside it and is checked against it on resume.
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    from ..safeload import write_with_digest
-
-    write_with_digest(path, lambda tmp: torch.save(state, tmp))
-
-
-def _load_checkpoint(path: Path) -> dict:
-    """The checkpoint at ``path``; one-line :class:`~..errors.MicrosegError` otherwise.
-
-    Refused: a file changed since it was written (SHA-256 record), a pickle
-    holding anything but tensors and plain data (it is never executed), a
-    damaged file, and a file of another kind.
-    """
-    from ..safeload import load_torch_data
-
-    data = load_torch_data(path, "napari-microseg checkpoint")
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingDataError(f"{path} is not a napari-microseg training checkpoint.")
-    return data
-
 
 # -- the run -------------------------------------------------------------------------------
 

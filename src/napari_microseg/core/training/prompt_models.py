@@ -55,8 +55,8 @@ def setup_run(
     training image smaller than ``patch_size``.
     """
     from ..prompting.registry import _fixed_names
-    from .engine import default_run_dir
     from .run_folder import check_run_dir, make_run_dir
+    from .run_plumbing import default_run_dir
 
     if config.name in _fixed_names():
         raise TrainingDataError(

@@ -18,7 +18,7 @@ click plus one or two extra clicks (inside: positive, outside: negative), or the
 object's (jittered) box. Loss: 20 x focal + Dice on the low-resolution mask
 logits, plus the MSE between the predicted and the true IoU. AdamW over the
 trainable weights, the engine's warm-up/cosine schedule
-(:func:`~.engine.lr_factor`), gradient clipping, AMP on CUDA. A handful of
+(:func:`~.run_plumbing.lr_factor`), gradient clipping, AMP on CUDA. A handful of
 images is enough to start (few-shot); validation is the simulated user's
 mean IoU after 1 and 3 clicks (``iou_1click``, ``iou_3clicks``).
 
@@ -68,10 +68,12 @@ from ..prompting.evaluation import interior_point, mask_bbox
 from ..safeload import plain
 from .config import TrainConfig, TrainEvent, TrainingDataError, TrainResult
 from .data import PatchSampler
-from .engine import CHECKPOINT_FORMAT, _load_checkpoint, _save_checkpoint, lr_factor, run_progress
 from .prompt_models import click_metrics, samples, setup_run, step_event, write_config
 from .prompt_models import register as register_prompt
 from .rng_state import restore_rng, rng_states
+from .run_plumbing import CHECKPOINT_FORMAT, lr_factor, run_progress
+from .run_plumbing import load_checkpoint as _load_checkpoint
+from .run_plumbing import save_checkpoint as _save_checkpoint
 
 CHECKPOINT, BEST = "last.pt", "best_delta.pt"
 DEFAULT_PARAMS = {

@@ -37,8 +37,9 @@ from ...core.measure import (
 )
 from ...core.measure.colors import class_color_dict
 from ..colormaps import direct_colormap
-from ..layer_data import helper_metadata, is_helper_layer, layer_classes, layer_pixel_size
+from ..layer_data import helper_metadata, is_helper_layer, layer_classes
 from ..layer_follow import LayerFollower, layer_picker
+from ..measure_inputs import gather_inputs
 from ..plots import ColorLegend, StatsPlot
 from ..table_view import DataFrameView
 from ..workers import start_worker
@@ -51,36 +52,6 @@ HIGHLIGHT_LAYER = "selected object"
 #: How the objects' classes are shown on the canvas.
 CLASS_DISPLAY = ("off", "colour", "outline")
 INSTANCE_COLOURS = "(instance colours)"
-
-
-def gather_inputs(labels_layer, image_layer=None) -> dict:
-    """Arrays and calibration for :func:`measure_image` from napari layers.
-
-    The pixel size comes from the labels layer's metadata, else the image's;
-    the analysis mask (SEM bar, NaNs) from the image's metadata.
-    """
-    if labels_layer is None:
-        raise MicrosegError("Choose a Labels layer to measure.")
-    labels = np.asarray(labels_layer.data)
-    if labels.ndim != 2:
-        raise MicrosegError(f"{labels_layer.name} is {labels.ndim}-D; measure one 2-D labels image.")
-    ps = layer_pixel_size(labels_layer)
-    intensity, mask, image_path = None, None, None
-    if image_layer is not None:
-        img = np.asarray(image_layer.data)
-        if img.shape[:2] != labels.shape:
-            raise MicrosegError(
-                f"{image_layer.name} is {img.shape[1]} x {img.shape[0]} px but "
-                f"{labels_layer.name} is {labels.shape[1]} x {labels.shape[0]} px."
-            )
-        intensity = img if img.ndim == 2 else None
-        mask = image_layer.metadata.get("analysis_mask")
-        image_path = image_layer.metadata.get("source_path")
-        if not ps.calibrated:
-            ps = layer_pixel_size(image_layer)
-    inst, classes = layer_classes(labels_layer)
-    return dict(labels=labels, pixel_size=ps, intensity=intensity, instance_classes=inst,
-                classes=classes, analysis_mask=mask, image_path=image_path)
 
 
 def attach_table(labels_layer, result) -> None:

@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 from ...core.errors import MicrosegError
 from ...core.measure import EDGE_MODES, MeasureSettings
 from ..layer_data import source_image_name, user_layers
+from ..measure_inputs import gather_inputs
 from ..study_run import (
     FieldInput,
     render_class,
@@ -56,7 +57,6 @@ from ..study_run import (
 )
 from ..table_view import DataFrameView
 from ..workers import start_worker
-from .measure import gather_inputs
 
 if TYPE_CHECKING:
     import napari

@@ -262,7 +262,7 @@ class TrainWidget(QWidget):
         """Snapshot the data and settings into a :class:`TrainingRun`; raise for bad input."""
         from ...core.models.card import valid_name
         from ...core.models.registry import models_dir
-        from ...core.training.engine import default_run_dir
+        from ...core.training.run_plumbing import default_run_dir
 
         sources = self.data.sources or []
         if not sources:
