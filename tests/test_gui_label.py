@@ -242,3 +242,51 @@ def test_label_dock_lists_a_fine_tune_when_the_registry_changes(
     models_changed_event(viewer)(name=res.model_name)
     assert "my-clicks" in w.model.choices
     assert w.model.value == "otsu-flood"  # the user's choice is kept
+
+
+def test_committed_objects_size_the_next_first_click(make_napari_viewer, qtbot):
+    """After five commits of a class, a first click carries their median area to the model;
+    another class has no hint of its own yet, and undo forgets the undone objects."""
+    from napari_microseg.core.prompting.registry import make_backend
+    from napari_microseg.gui.labeling import LabelingController
+
+    img = np.full((120, 400), 200, np.uint8)
+    truth = np.zeros(img.shape, np.int32)
+    for i in range(7):
+        truth[disk((40, 25 + 55 * i), 6 + i)] = i + 1
+    img[truth > 0] = 60
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img)
+    data, kw, _ = labels_layer(np.zeros(img.shape, np.int32), name="objects")
+    target = viewer.add_labels(data, **kw)
+    backend = make_backend("otsu-flood")
+    seen = []
+    predict = backend.predict
+    backend.predict = lambda prompts: (seen.append(prompts.size_hint), predict(prompts))[1]
+    ctl = LabelingController(viewer, backend)
+    ctl.set_target(image, target)
+    qtbot.waitUntil(lambda: ctl.ready, timeout=20000)
+    ctl.class_id = 1
+    areas = []
+    for i in range(6):
+        click(ctl.points, (40, 25 + 55 * i))
+        wait_preview(qtbot, ctl)
+        assert seen[-1] == (None if i < 5 else float(np.median(areas)))
+        areas.append(int(ctl.commit().index[0].size))
+    assert np.allclose(areas, [(truth == i + 1).sum() for i in range(6)], rtol=0.1)
+    ctl.size_prior = False  # the dock's check box, unticked
+    click(ctl.points, (40, 25 + 55 * 6))
+    wait_preview(qtbot, ctl)
+    assert seen[-1] is None
+    ctl.next_object()
+    ctl.size_prior = True
+    ctl.class_id = 2  # another kind of object: no hint from the class-1 ones
+    click(ctl.points, (40, 25 + 55 * 6))
+    wait_preview(qtbot, ctl)
+    assert seen[-1] is None
+    ctl.next_object()
+    ctl.class_id = 1
+    assert ctl.undo() and ctl.undo()  # four class-1 objects left: too few for a hint
+    click(ctl.points, (40, 25))
+    wait_preview(qtbot, ctl)
+    assert seen[-1] is None

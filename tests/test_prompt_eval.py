@@ -300,6 +300,29 @@ def test_cli_end_to_end_on_synthetic_mask_dataset(tmp_path, capsys):
     assert main(["prompt-eval", str(root), "--images", "7"]) == 1
 
 
+def test_cli_size_prior(tmp_path, capsys):
+    """--size-prior K: K objects per image committed, the rest scored without and with the hint."""
+    root = tmp_path / "sp"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    discs = tuple(((20 + 40 * (i // 4), 20 + 40 * (i % 4)), 6 + i % 3) for i in range(12))
+    img, lab = synthetic(seed=3, shape=(160, 160), discs=discs)
+    Image.fromarray(img).save(root / "images" / "a.png")
+    Image.fromarray(((lab > 0) * 255).astype(np.uint8)).save(root / "masks" / "a.png")
+    out = tmp_path / "sp.json"
+    argv = ["prompt-eval", str(root), "--backend", "microseg-promptable", "otsu-flood",
+            "--clicks", "1", "--size-prior", "5", "--json", str(out)]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())["results"]
+    assert [r["backend"] for r in res] == ["microseg-promptable", "otsu-flood"]
+    for r in res:
+        assert r["k"] == 5 and r["with"]["n_objects"] == r["without"]["n_objects"] == 7
+        assert r["hints"]["a"] > 0 and len(r["with"]["mean_iou"]) == 2
+    assert res[1]["with"]["mean_iou"] == res[1]["without"]["mean_iou"]  # Otsu-flood ignores it
+    assert "with the size of 5 committed objects" in capsys.readouterr().out
+    assert main(["prompt-eval", str(root), "--size-prior", "4"]) == 1  # too few for a hint
+
+
 def test_cli_box_dataset(tmp_path):
     root = tmp_path / "bx"
     (root / "images").mkdir(parents=True)

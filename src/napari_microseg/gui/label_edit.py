@@ -258,6 +258,7 @@ class EditStrokeMixin:
             return None
         self.history.append([edit])
         self._write_back(inst, classes)
+        self.session.note_committed(np.count_nonzero(mask), key=edit.class_id)  # undo forgets it
         self.status = f"Replaced object {edit.label}." if ed.layer is target else (
             f"Copied object {ed.label} of {ed.layer.name} into {target.name} as {edit.label}.")
         self.editing = None

@@ -93,6 +93,8 @@ class LabelingController(EditStrokeMixin):
         self.current_class = None
         self.overwrite = False
         self.history: list[list] = []
+        #: Size a first click like the committed objects of its class (the dock's check box).
+        self.size_prior = True
         self.ready = False
         self._busy = False
         self._dirty = False
@@ -250,6 +252,9 @@ class LabelingController(EditStrokeMixin):
         # previous mask (another box's object) would give an empty or wrong preview.
         fresh = p["box"] is not None and not np.array_equal(p["box"], getattr(self, "_preview_box", None))
         self._preview_box = p["box"]
+        # a first click is sized like the committed objects of the class (core.prompting.size_prior)
+        self.session.size_prior = self.size_prior
+        self.session.size_key = self.class_for_commit(self._classes()[1])
         strokes = self.strokes
         return start_worker(predict_with_strokes, self.session, strokes, p["points"], p["labels"], p["box"],
                             use_previous=not fresh, on_returned=self._show, on_finished=finished)
@@ -320,6 +325,7 @@ class LabelingController(EditStrokeMixin):
         else:
             self.history.append([edit])
             self._write_back(inst, classes)
+            self.session.note_committed(len(edit.index[0]), key=edit.class_id)
             self.status = f"Committed object {edit.label}."
         self._drop_used_prompts()
         return edit
@@ -354,8 +360,10 @@ class LabelingController(EditStrokeMixin):
             self.status = "Nothing to undo."
             return False
         inst, classes = self._classes()
-        for edit in reversed(self.history.pop()):
+        edits = self.history.pop()
+        for edit in reversed(edits):
             undo_edit(self.labels_layer.data, inst, edit)
+        self.session.forget_committed(len(edits))
         self._write_back(inst, classes)
         self.status = "Undone."
         return True
@@ -405,6 +413,8 @@ class LabelingController(EditStrokeMixin):
         if edits:
             self.history.append(edits)
             self._write_back(inst, classes)
+            for e in edits:
+                self.session.note_committed(len(e.index[0]), key=e.class_id)
         return len(edits)
 
     def find_candidates(self, *, spacing: float = 32.0, min_area_nm2: float = 0.0, on_done=None, progress=None):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..prompting.eval_data import Sample
+from ..prompting.eval_data import Sample, divide_objects
 from ..prompting.evaluation import evaluate_clicks
 
 #: Defaults chosen on Ti frames 433 and 743 (never on the validation frames).
@@ -84,20 +84,6 @@ def split_objects(samples, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
     """
     first, second = divide_objects(samples, lambda n: (n + 1) // 2, seed)
     return first, [s for s in second if s.target.any()]
-
-
-def divide_objects(samples, first_count, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
-    """Per image, a seeded draw of ``first_count(n)`` objects and the rest, as two samples lists."""
-    rng = np.random.default_rng(seed)
-    first, second = [], []
-    for s in samples:
-        labels = np.asarray(s.target)
-        ids = np.unique(labels)
-        ids = rng.permutation(ids[ids > 0])
-        k = first_count(len(ids))
-        for out, part in ((first, ids[:k]), (second, ids[k:])):
-            out.append(Sample(s.name, s.image, np.where(np.isin(labels, part), labels, 0)))
-    return first, second
 
 
 #: Fewest held-out objects on which a switch can be judged (fewer: the live model stays).

@@ -9,6 +9,7 @@ costs the same on an 8192 x 8192 image as on a 512 x 512 one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ from .crops import (
     CropLogits,
     Window,
     encode,
+    hinted_side,
     place,
     prev_logits_in,
     prompt_window,
@@ -225,7 +227,11 @@ class PromptableBackend(PromptBackend):
         if prompts.empty or (prompts.box is None and not (prompts.labels == 1).any() and not editing):
             return Prediction(np.zeros(shape, bool), 0.0, None)
         prev_bbox = _prev_bbox(prev)
-        win = prompt_window(prompts.points, prompts.box, prev_bbox, shape, self.crop)
+        crop = self.crop
+        if (prompts.size_hint and prev is None and prompts.box is None
+                and prompts.start_mask is None):
+            crop = dataclasses.replace(crop, min_side=hinted_side(prompts.size_hint))
+        win = prompt_window(prompts.points, prompts.box, prev_bbox, shape, crop)
         thr = self.threshold if prev is not None else self.first_threshold
         with _threads(self.threads):
             for attempt in range(self.max_passes):

@@ -109,6 +109,20 @@ def square_window(centre, side: int, shape: tuple[int, int]) -> Window:
     return Window(origin[0], origin[1], side)
 
 
+#: First-click window sides a size hint may choose from (native pixels).
+HINT_SIDES = (24, 32, 48, 64, 96, 128)
+#: A hinted first window is this many times the typical object's side (sqrt of its area);
+#: chosen on the model's training images (BENCHMARKS.md "First window sized by the committed
+#: objects").
+HINT_FACTOR = 3.0
+
+
+def hinted_side(area: float, sides=HINT_SIDES, factor: float = HINT_FACTOR) -> int:
+    """The side in ``sides`` nearest (in log scale) to ``factor`` times ``sqrt(area)``."""
+    want = factor * math.sqrt(max(float(area), 1.0))
+    return int(min(sides, key=lambda s: abs(math.log(s / want))))
+
+
 def prompt_window(
     points: np.ndarray,
     box: np.ndarray | None,

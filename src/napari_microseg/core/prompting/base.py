@@ -101,6 +101,11 @@ class Prompts:
     start_mask : RegionMask, optional
         The existing object being edited (its mask becomes the starting
         mask; see :meth:`PromptSession.start_from <.session.PromptSession.start_from>`).
+    size_hint : float, optional
+        Typical area (pixels) of the objects the user committed on this image
+        (:meth:`PromptSession.note_committed <.session.PromptSession.note_committed>`);
+        a backend may size a first click's view by it (the offline model does,
+        :func:`~..promptable.crops.hinted_side`); others ignore it.
     """
 
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=float))
@@ -108,6 +113,7 @@ class Prompts:
     box: np.ndarray | None = None
     mask_logits: np.ndarray | None = None
     start_mask: RegionMask | None = None
+    size_hint: float | None = None
 
     def __post_init__(self):
         self.points = np.asarray(self.points, dtype=float).reshape(-1, 2)

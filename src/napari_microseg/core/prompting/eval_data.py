@@ -185,3 +185,31 @@ def to_unit_float(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np
     if hi <= lo:
         return np.zeros(img.shape, np.float32)
     return np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def divide_objects(samples, first_count, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """Per image, a seeded draw of ``first_count(n)`` objects and the rest, as two samples lists.
+
+    Works on both layouts: instance labels (ids drawn) and ``(n, 4)`` boxes (rows drawn).
+    """
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for s in samples:
+        labels = np.asarray(s.target)
+        if _is_boxes(labels):
+            order = rng.permutation(len(labels))
+            k = first_count(len(labels))
+            first.append(Sample(s.name, s.image, labels[np.sort(order[:k])]))
+            second.append(Sample(s.name, s.image, labels[np.sort(order[k:])]))
+            continue
+        ids = np.unique(labels)
+        ids = rng.permutation(ids[ids > 0])
+        k = first_count(len(ids))
+        for out, part in ((first, ids[:k]), (second, ids[k:])):
+            out.append(Sample(s.name, s.image, np.where(np.isin(labels, part), labels, 0)))
+    return first, second
+
+
+def _is_boxes(target: np.ndarray) -> bool:
+    """A box-style target: ``(n, 4)`` floats (instance labels are integers)."""
+    return target.ndim == 2 and target.shape[1:] == (4,) and target.dtype.kind == "f"

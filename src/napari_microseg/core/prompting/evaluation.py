@@ -133,6 +133,7 @@ def simulate_object(
     gt: np.ndarray,
     mode: str = "point",
     n_corrective: int = 8,
+    size_hint: float | None = None,
 ) -> list[float]:
     """IoU after each click for one object on the backend's current image.
 
@@ -146,6 +147,9 @@ def simulate_object(
         First prompt: a click at the interior point, or the bounding box.
     n_corrective : int
         Corrective clicks after the first prompt.
+    size_hint : float, optional
+        Typical committed object area given with every prompt
+        (:attr:`~.base.Prompts.size_hint`).
 
     Returns
     -------
@@ -158,9 +162,9 @@ def simulate_object(
     if mode == "point":
         gwin = _window(gt.shape, gbox)
         r, c = interior_point(gt[gwin])
-        prompts = Prompts([[r + gwin[0].start, c + gwin[1].start]], [1])
+        prompts = Prompts([[r + gwin[0].start, c + gwin[1].start]], [1], size_hint=size_hint)
     elif mode == "box":
-        prompts = Prompts(box=np.asarray(gbox, float))
+        prompts = Prompts(box=np.asarray(gbox, float), size_hint=size_hint)
     else:
         raise ValueError(f"unknown mode {mode!r}: use 'point' or 'box'")
     ious: list[float] = []
@@ -182,6 +186,7 @@ def simulate_object(
             np.r_[prompts.labels, label],
             prompts.box,
             pred.logits,
+            size_hint=size_hint,
         )
 
 
@@ -204,6 +209,7 @@ def evaluate_clicks(
     max_objects: int | None = None,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    size_hint: Callable[[Sample], float | None] | None = None,
 ) -> dict:
     """Run the simulated user over every object of mask-style ``samples``.
 
@@ -226,6 +232,9 @@ def evaluate_clicks(
         Seed for the object draw.
     progress : callable, optional
         Called as ``progress(image_name, i, n)`` before each image.
+    size_hint : callable, optional
+        ``size_hint(sample)``: the committed objects' typical area on that
+        image, given with every prompt (:mod:`.size_prior`).
 
     Returns
     -------
@@ -250,8 +259,9 @@ def evaluate_clicks(
         be = _backend_for(backend, sample)
         name = be.name
         be.set_image(to_unit_float(sample.image))
+        hint = size_hint(sample) if size_hint is not None else None
         for k in ids:
-            ious = simulate_object(be, labels == k, mode, n_corrective)
+            ious = simulate_object(be, labels == k, mode, n_corrective, hint)
             objects.append(
                 {"image": sample.name, "label": int(k), "area": int(areas[k]), "ious": ious}
             )
@@ -294,6 +304,7 @@ def evaluate_boxes(
     max_objects: int | None = None,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    size_hint: Callable[[Sample], float | None] | None = None,
 ) -> dict:
     """Box-only scoring: one prompt per true box, score the predicted mask's bbox.
 
@@ -312,7 +323,7 @@ def evaluate_boxes(
         :func:`load_fecral_boxes`).
     prompt : {"box", "point"}
         The true box, or a positive click at its centre.
-    max_objects, seed, progress
+    max_objects, seed, progress, size_hint
         As in :func:`evaluate_clicks`.
 
     Returns
@@ -337,11 +348,12 @@ def evaluate_boxes(
         be = _backend_for(backend, sample)
         name = be.name
         be.set_image(to_unit_float(sample.image))
+        hint = size_hint(sample) if size_hint is not None else None
         for j in idx:
             if prompt == "box":
-                prompts = Prompts(box=boxes[j])
+                prompts = Prompts(box=boxes[j], size_hint=hint)
             else:
-                prompts = Prompts([(boxes[j, :2] + boxes[j, 2:]) / 2], [1])
+                prompts = Prompts([(boxes[j, :2] + boxes[j, 2:]) / 2], [1], size_hint=hint)
             pred = be.predict(prompts)
             pbox = mask_bbox(np.asarray(pred.mask, bool))
             objects.append(

@@ -10,6 +10,13 @@ evaluation drive::
     session.reset()                                     # next object
     session.start_from(labels == 7)                     # edit an existing object:
     pred = session.predict([[50, 60]], [0])             # its mask is the starting mask
+    session.note_committed(area, key=class_id)         # sizes later first clicks
+
+Once :data:`~.size_prior.MIN_HINT_OBJECTS` objects of the current kind (:attr:`PromptSession.size_key`)
+were committed on the image, a first click carries their median area as
+:attr:`~.base.Prompts.size_hint`; the offline model then looks through a window sized
+for such objects instead of its fixed one (BENCHMARKS.md "First window sized by the
+committed objects").
 
 Backends that need an embedding (``needs_embedding``) must also provide
 ``get_embedding() -> dict[str, ndarray]`` and ``load_embedding(dict)``; their
@@ -37,6 +44,7 @@ from .normalize import (
     normalization_range,
     normalization_signature,
 )
+from .size_prior import size_hint
 from .tiling import DEFAULT_HALO, DEFAULT_TILE, Tile, TileGrid
 
 
@@ -60,6 +68,9 @@ class PromptSession:
         come back from the disk cache).
     percentiles : (float, float)
         Robust normalisation percentiles when no contrast limits are given.
+    size_prior : bool
+        Give first clicks the committed objects' median area as a size hint
+        (see the module docstring and :meth:`note_committed`).
     """
 
     def __init__(
@@ -71,8 +82,12 @@ class PromptSession:
         halo: int = DEFAULT_HALO,
         max_tiles_in_memory: int = 8,
         percentiles=DEFAULT_PERCENTILES,
+        size_prior: bool = True,
     ):
         self.backend = backend
+        self.size_prior = bool(size_prior)
+        #: Which committed objects size a first click (e.g. the class being labelled).
+        self.size_key = 0
         self.cache = cache
         self.tile_size = int(tile_size)
         self.halo = int(halo)
@@ -95,6 +110,7 @@ class PromptSession:
         self._entry = None
         self._found = "new"
         self._tile_reasons: list[str] = []
+        self._notes: list[tuple] = []  # (key, area) of each committed object, in order
         self.reset()
 
     @property
@@ -294,6 +310,26 @@ class PromptSession:
         self.reset()
         self._start = mask
 
+    def note_committed(self, area: float, key=None) -> None:
+        """Record that an object of ``area`` pixels was committed on this image.
+
+        ``key`` (default :attr:`size_key`) groups objects of one kind; a new
+        image forgets them all.
+        """
+        if area > 0:
+            self._notes.append((self.size_key if key is None else key, float(area)))
+
+    def forget_committed(self, count: int = 1) -> None:
+        """Forget the last ``count`` objects recorded by :meth:`note_committed` (after an undo)."""
+        del self._notes[max(len(self._notes) - int(count), 0):]
+
+    @property
+    def size_hint(self) -> float | None:
+        """Median area of the committed objects of :attr:`size_key` (None: too few, or off)."""
+        if not self.size_prior:
+            return None
+        return size_hint([a for k, a in self._notes if k == self.size_key])
+
     @property
     def start_mask(self) -> RegionMask | None:
         """The object being edited (see :meth:`start_from`), or None."""
@@ -321,7 +357,7 @@ class PromptSession:
         """
         if self._image is None:
             raise MicrosegError("No image is set.")
-        prompts = Prompts(points, labels, box, start_mask=self._start)
+        prompts = Prompts(points, labels, box, start_mask=self._start, size_hint=self.size_hint)
         if prompts.empty:
             raise ValueError("give at least one click or a box")
         h, w = self.image_shape
@@ -353,6 +389,7 @@ class PromptSession:
                 prompts.labels,
                 None if prompts.box is None else tile.to_local(prompts.box),
                 start_mask=None if self._start is None else self._start.shifted(-tile.r0, -tile.c0),
+                size_hint=prompts.size_hint,
             )
             if use_previous and prev is not None and prev.name == tile.name:
                 local.mask_logits = self._prev_logits

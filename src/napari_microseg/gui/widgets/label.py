@@ -140,6 +140,10 @@ class LabelWidget(QWidget):
         self.new_class = LineEdit(label="new class", value="")
         self.add_class_button = PushButton(text="Add class")
         self.overwrite = CheckBox(text="paint over existing objects", value=False)
+        self.size_prior = CheckBox(text="size first clicks like my objects", value=True,
+                                   tooltip="After five objects of a class are committed on this "
+                                   "image, the offline model looks at a first click through a "
+                                   "window sized for their median area (BENCHMARKS.md)")
         self.commit_button = PushButton(text="Commit (C)")
         self.undo_button = PushButton(text="Undo (Ctrl+Z)")
         self.clear_button = PushButton(text="Clear prompts (Shift+C)")
@@ -157,7 +161,7 @@ class LabelWidget(QWidget):
         self.params = Container(widgets=[
             self.image, self.labels, self.model, self.sam2_model, self.weights_file_button,
             self.download_button, self.start_button, self.cancel_button, self.klass, self.new_class,
-            self.add_class_button, self.overwrite, self.commit_button, self.undo_button,
+            self.add_class_button, self.overwrite, self.size_prior, self.commit_button, self.undo_button,
             self.clear_button, self.stroke_tool, self.edit_button, self.cancel_edit_button,
             self.load_boxes_button, self.boxes_button, self.spacing,
             self.min_area, self.everything_button, self.accept_button, self.reject_button,
@@ -177,6 +181,7 @@ class LabelWidget(QWidget):
         self.klass.changed.connect(self._on_class)
         self.add_class_button.changed.connect(self._on_add_class)
         self.overwrite.changed.connect(self._on_overwrite)
+        self.size_prior.changed.connect(self._on_size_prior)
         self.commit_button.changed.connect(lambda: self._call("commit"))
         self.undo_button.changed.connect(lambda: self._call("undo"))
         self.clear_button.changed.connect(lambda: self._call("clear"))
@@ -301,6 +306,7 @@ class LabelWidget(QWidget):
         self.controller.on_labels_changed = self.adaptation.labels_changed
         self.adaptation.reset(target)
         self._on_overwrite()
+        self._on_size_prior()
         self._on_stroke_tool()
         self._say(f"Preparing {image.name} with {backend.name}…")
         self.cancel_button.enabled = True
@@ -395,6 +401,10 @@ class LabelWidget(QWidget):
     def _on_overwrite(self, *_):
         if self.controller is not None:
             self.controller.overwrite = self.overwrite.value
+
+    def _on_size_prior(self, *_):
+        if self.controller is not None:
+            self.controller.size_prior = self.size_prior.value
 
     def _call(self, method: str):
         if self.controller is None:
