@@ -8,7 +8,7 @@ import torch
 
 from napari_microseg.core.models import ModelCard, build_model, predict_instances, register_model
 from napari_microseg.core.models.registry import load_model
-from napari_microseg.core.models.two_stage import create_two_stage
+from napari_microseg.core.models.two_stage_make import create_two_stage
 from napari_microseg.core.synth import generate
 
 pytestmark = pytest.mark.gui

@@ -21,8 +21,8 @@ from napari_microseg.core.models import (
     models_dir,
     register_model,
     remove_model,
+    store,
 )
-from napari_microseg.core.models import registry as reg
 
 # Tiny models gain nothing from threads; on a shared CPU, waits for a busy core dominate.
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -52,7 +52,7 @@ def outputs(model):
 @pytest.fixture
 def mdir(tmp_path, monkeypatch):
     monkeypatch.setenv("MICROSEG_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setattr(reg, "bundled_dir", lambda: None)
+    monkeypatch.setattr(store, "bundled_dir", lambda: None)
     return tmp_path / "models"
 
 
@@ -203,7 +203,7 @@ def test_promptable_cards_are_skipped_and_user_models_shadow_bundled(mdir, tmp_p
     other = bundled / "clicker"
     other.mkdir()
     (other / "model_card.json").write_text(json.dumps({"task": "promptable"}))
-    monkeypatch.setattr(reg, "bundled_dir", lambda: bundled)
+    monkeypatch.setattr(store, "bundled_dir", lambda: bundled)
     register_model(tiny_model(tiny_card("shared")), tiny_card("shared", version="user"))
     entries = {e.name: e for e in list_models(include_broken=True)}
     assert set(entries) == {"shared", "only-bundled"}

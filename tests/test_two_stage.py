@@ -26,11 +26,11 @@ from napari_microseg.core.models.registry import (
 )
 from napari_microseg.core.models.two_stage import (
     TwoStage,
-    create_two_stage,
     make_refiner,
     resolve_refiner,
     two_stage_card,
 )
+from napari_microseg.core.models.two_stage_make import create_two_stage
 from napari_microseg.core.prompting.base import Prediction, PromptBackend
 from napari_microseg.core.reading import read_micrograph
 from napari_microseg.core.synth import generate, write_sample

@@ -36,7 +36,7 @@ def run(args) -> int:
     """Check the detector and refiner, register the model, print one line."""
     from ..core.errors import MicrosegError
     from ..core.models.card import valid_name
-    from ..core.models.two_stage import create_two_stage
+    from ..core.models.two_stage_make import create_two_stage
 
     if not valid_name(args.name):
         raise MicrosegError(f"--name {args.name!r} must be letters, digits, '-', '_' or '.'.")

@@ -1,4 +1,4 @@
-"""Where trained models live, and how they are listed, loaded, added and shared.
+"""Where trained models live, and how they are loaded, added and shared (listing: :mod:`.store`).
 
 A model is a folder ``<name>/`` holding ``model_card.json`` (:mod:`.card`) and
 ``weights.pt`` (a state dict with the architecture facts it was saved with).
@@ -25,170 +25,38 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .architectures import build_model
-from .card import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelError, card_task, read_card, valid_name
+from .card import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelError, read_card, valid_name
 from .checkpoint import load_state, read_weights, save_weights
 from .ensemble import check_members
+from .store import (
+    ENV_MODELS_DIR,
+    PROMPTABLE_TASK,
+    ModelEntry,
+    PromptModelEntry,
+    bundled_dir,
+    check_prompt_card,
+    find_model,
+    list_models,
+    list_prompt_models,
+    models_dir,
+    read_prompt_card,
+)
 
-#: Environment variable overriding :func:`models_dir`.
-ENV_MODELS_DIR = "MICROSEG_MODELS_DIR"
-#: Package folder (under ``napari_microseg``) of the bundled models.
-RESOURCE = ("resources", "models")
-#: Folders never listed (the prompt engine's own model).
-SKIPPED_FOLDERS = ("microseg-promptable",)
-#: Card task of prompt-engine models (not runnable by :func:`load_model`).
-PROMPTABLE_TASK = "promptable"
+__all__ = [
+    "COMPOSITE", "ENV_MODELS_DIR", "PROMPTABLE_TASK", "ModelEntry", "PromptModelEntry",
+    "bundled_dir", "check_prompt_card", "export_model", "find_model", "import_model",
+    "list_models", "list_prompt_models", "load_folder", "load_model", "models_dir",
+    "read_prompt_card", "register_model", "register_prompt_model", "remove_model",
+]
+
 #: Architectures made of other registered models, without weights of their own.
 COMPOSITE = ("ensemble", "two-stage")
-
-
-@dataclass
-class ModelEntry:
-    """One model found by :func:`list_models`.
-
-    Attributes
-    ----------
-    name : str
-    folder : Path
-    source : str
-        ``"user"`` or ``"bundled"``.
-    card : ModelCard or None
-        ``None`` when the card is broken (then ``error`` says why).
-    error : str or None
-    """
-
-    name: str
-    folder: Path
-    source: str
-    card: ModelCard | None = None
-    error: str | None = None
-
-
-def models_dir() -> Path:
-    """The per-user model folder (not created)."""
-    env = os.environ.get(ENV_MODELS_DIR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("napari-microseg")) / "models"
-
-
-def bundled_dir() -> Path | None:
-    """Folder of the models shipped in the package, ``None`` when there is none."""
-    root = resources.files("napari_microseg").joinpath(*RESOURCE)
-    try:
-        path = Path(str(root))
-    except TypeError:  # pragma: no cover - zipped installs are not supported
-        return None
-    return path if path.is_dir() else None
-
-
-def _scan(root: Path | None, source: str) -> list[ModelEntry]:
-    if root is None or not root.is_dir():
-        return []
-    out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        card_path = folder / CARD_FILE
-        if folder.name in SKIPPED_FOLDERS or not card_path.is_file():
-            continue
-        if card_task(card_path) == PROMPTABLE_TASK:
-            continue
-        try:
-            out.append(ModelEntry(folder.name, folder, source, read_card(card_path)))
-        except ModelError as e:
-            out.append(ModelEntry(folder.name, folder, source, None, str(e)))
-    return out
-
-
-def list_models(*, include_broken: bool = False, task: str | None = None) -> list[ModelEntry]:
-    """Runnable models, user models first; a user model hides a bundled one of the same name.
-
-    Parameters
-    ----------
-    include_broken : bool
-        Also list folders whose card cannot be read (``entry.error`` says why).
-    task : str, optional
-        Only ``"semantic"`` or only ``"instance"`` models.
-    """
-    seen, out = set(), []
-    for entry in _scan(models_dir(), "user") + _scan(bundled_dir(), "bundled"):
-        if entry.name in seen:
-            continue
-        seen.add(entry.name)
-        if entry.card is None and not include_broken:
-            continue
-        if task is not None and (entry.card is None or entry.card.task != task):
-            continue
-        out.append(entry)
-    return out
-
-
-@dataclass
-class PromptModelEntry:
-    """One registered prompt-engine model (fine-tuned promptable model or SAM2 delta).
-
-    ``card`` is the card as a dict: ``backend`` (``"microseg-promptable"`` or
-    ``"sam2"``), ``model_id``, ``base``, ``files``, ``provenance``, ``metrics``.
-    """
-
-    name: str
-    folder: Path
-    card: dict
-
-    @property
-    def backend(self) -> str:
-        return str(self.card.get("backend", ""))
-
-
-def read_prompt_card(path) -> dict:
-    """A prompt model's card (``task = "promptable"``); :class:`ModelError` when unusable."""
-    import json
-
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ModelError(f"{path}: the model card is not readable JSON ({e}).") from None
-    return check_prompt_card(d, str(path))
-
-
-def check_prompt_card(d, where: str = "prompt-model card") -> dict:
-    """``d`` when it is a usable prompt-model card, else :class:`ModelError` naming ``where``."""
-    ok = (
-        isinstance(d, dict)
-        and d.get("task") == PROMPTABLE_TASK
-        and isinstance(d.get("name"), str)
-        and valid_name(d["name"])
-        and d.get("backend") in ("microseg-promptable", "sam2")
-    )
-    if not ok:
-        raise ModelError(f"{where}: not a prompt-model card (task, name or backend missing).")
-    return d
-
-
-def list_prompt_models() -> list[PromptModelEntry]:
-    """Prompt models registered in the per-user folder (broken cards are left out)."""
-    root = models_dir()
-    out = []
-    if not root.is_dir():
-        return out
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        path = folder / CARD_FILE
-        if folder.name in SKIPPED_FOLDERS or card_task(path) != PROMPTABLE_TASK:
-            continue
-        try:
-            out.append(PromptModelEntry(folder.name, folder, read_prompt_card(path)))
-        except ModelError:
-            continue
-    return out
 
 
 def register_prompt_model(card: dict, files: dict, *, overwrite: bool = False, root=None) -> Path:
@@ -205,15 +73,6 @@ def register_prompt_model(card: dict, files: dict, *, overwrite: bool = False, r
     return root / card["name"]
 
 
-def find_model(name: str) -> ModelEntry:
-    """The entry of the model called ``name`` (user folder first)."""
-    for root, source in ((models_dir(), "user"), (bundled_dir(), "bundled")):
-        if root is not None and (root / name / CARD_FILE).is_file() and valid_name(name):
-            return ModelEntry(name, root / name, source)
-    known = ", ".join(e.name for e in list_models()) or "none"
-    raise ModelError(f"No model named {name!r}; available: {known}.")
-
-
 # -- loading -------------------------------------------------------------------------
 
 
@@ -225,7 +84,7 @@ def load_folder(folder, device="cpu") -> tuple[nn.Module, ModelCard]:
     if card.architecture == "two-stage":
         from .two_stage import load_two_stage
 
-        return load_two_stage(card, _device(device), str(folder / CARD_FILE))
+        return load_two_stage(card, _device(device), str(folder / CARD_FILE), load=load_model)
     if card.architecture == "ensemble":
         names = card.params.get("members") or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

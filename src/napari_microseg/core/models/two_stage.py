@@ -227,11 +227,13 @@ def check_detector(card: ModelCard, detector: ModelCard, where: str = "") -> Non
                              f"({getattr(detector, key)!r} vs {getattr(card, key)!r}).")
 
 
-def load_two_stage(card: ModelCard, device, where: str = "") -> tuple[TwoStage, ModelCard]:
-    """``(TwoStage in eval mode, card)``: the detector loaded by name, the refiner built."""
-    from .registry import load_model
+def load_two_stage(card: ModelCard, device, where: str = "", *, load) -> tuple[TwoStage, ModelCard]:
+    """``(TwoStage in eval mode, card)``: the detector loaded by name, the refiner built.
 
-    detector, dcard = load_model(detector_name(card, where), device=device)
+    ``load(name, device=...)`` loads the detector (the registry's
+    :func:`~.registry.load_model`, which calls this for a two-stage card).
+    """
+    detector, dcard = load(detector_name(card, where), device=device)
     check_detector(card, dcard, where)
     made_with = (card.provenance.get("detector") or {}).get("weights_sha256")
     if made_with and dcard.weights_sha256 and made_with != dcard.weights_sha256:
@@ -244,27 +246,3 @@ def load_two_stage(card: ModelCard, device, where: str = "") -> tuple[TwoStage, 
     model = TwoStage(detector, refiner, float(card.params.get("min_score", 0.05)),
                      float(card.params.get("box_margin", 0.0)), card.params.get("refine_labels"))
     return model.eval(), card
-
-
-def create_two_stage(name: str, detector: str, refiner: str = AUTO, *, min_score: float = 0.05,
-                     box_margin: float = 0.0, refine_classes=None, overwrite: bool = False,
-                     root=None,
-                     description: str = ""):
-    """Register a two-stage model; return ``(folder, card)``.
-
-    The detector is loaded and the refiner built before anything is written,
-    so a model that cannot run is never registered. ``refiner="auto"`` is
-    resolved now (SAM2 when installed with weights, else ``microseg-promptable``)
-    and the resolved name is what the card records.
-    """
-    from .registry import load_model, register_model
-
-    dmodel, dcard = load_model(detector, device="cpu")
-    del dmodel
-    refiner = resolve_refiner(refiner)
-    make_refiner(refiner)
-    card = two_stage_card(name, dcard, refiner, min_score=min_score, box_margin=box_margin,
-                          refine_classes=refine_classes,
-                          description=description)
-    folder = register_model(None, card, overwrite=overwrite, root=root)
-    return folder, card

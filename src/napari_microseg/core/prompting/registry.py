@@ -6,7 +6,7 @@ work; ``"sam2.1-tiny"`` (and the other SAM2 / SAM2.1 sizes, see
 the checkpoint; ``"microseg-promptable"`` is the built-in model shipped in the
 package (:mod:`napari_microseg.core.promptable`). Fine-tuned prompt models
 registered in the per-user model folder (``microseg train --arch promptable`` /
-``--arch sam2``, see :func:`~napari_microseg.core.models.registry.list_prompt_models`)
+``--arch sam2``, see :func:`~napari_microseg.core.models.store.list_prompt_models`)
 are built by their registry name too.
 """
 
@@ -32,7 +32,7 @@ def sam2_names() -> tuple[str, ...]:
 
 def finetuned_names() -> tuple[str, ...]:
     """Registry names of the fine-tuned prompt models (promptable and SAM2)."""
-    from ..models.registry import list_prompt_models
+    from ..models.store import list_prompt_models
 
     return tuple(e.name for e in list_prompt_models() if e.name not in _fixed_names())
 
@@ -116,7 +116,7 @@ def _make_sam2(name: str, **kw) -> PromptBackend:
 
 
 def _finetuned_entry(name: str):
-    from ..models.registry import list_prompt_models
+    from ..models.store import list_prompt_models
 
     return next((e for e in list_prompt_models() if e.name == name), None)
 
