@@ -244,17 +244,23 @@ def test_label_dock_lists_a_fine_tune_when_the_registry_changes(
     assert w.model.value == "otsu-flood"  # the user's choice is kept
 
 
+def seven_disks():
+    """Dark disks of radius 6 to 12 in a row: (uint8 image, instance labels 1-7)."""
+    img = np.full((120, 400), 200, np.uint8)
+    truth = np.zeros(img.shape, np.int32)
+    for i in range(7):
+        truth[disk((40, 25 + 55 * i), 6 + i)] = i + 1
+    img[truth > 0] = 60
+    return img, truth
+
+
 def test_committed_objects_size_the_next_first_click(make_napari_viewer, qtbot):
     """After five commits of a class, a first click carries their median area to the model;
     another class has no hint of its own yet, and undo forgets the undone objects."""
     from napari_microseg.core.prompting.registry import make_backend
     from napari_microseg.gui.labeling import LabelingController
 
-    img = np.full((120, 400), 200, np.uint8)
-    truth = np.zeros(img.shape, np.int32)
-    for i in range(7):
-        truth[disk((40, 25 + 55 * i), 6 + i)] = i + 1
-    img[truth > 0] = 60
+    img, truth = seven_disks()
     viewer = make_napari_viewer()
     image = viewer.add_image(img)
     data, kw, _ = labels_layer(np.zeros(img.shape, np.int32), name="objects")
@@ -290,3 +296,46 @@ def test_committed_objects_size_the_next_first_click(make_napari_viewer, qtbot):
     click(ctl.points, (40, 25))
     wait_preview(qtbot, ctl)
     assert seen[-1] is None
+
+
+def test_objects_already_in_the_labels_size_first_clicks_and_survive_a_model_swap(
+        make_napari_viewer, qtbot):
+    """Labels that already hold five class-1 objects give the hint at once; swapping the model
+    (as adaptation does) keeps it; objects of another class do not count."""
+    from napari_microseg.core.prompting.registry import make_backend
+    from napari_microseg.gui.labeling import LabelingController
+
+    img, truth = seven_disks()
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img)
+    data, kw, _ = labels_layer(truth, instance_classes={**{i: 1 for i in range(1, 6)}, 6: 2, 7: 2},
+                               name="objects")
+    target = viewer.add_labels(data, **kw)
+
+    def spied():
+        backend, seen = make_backend("otsu-flood"), []
+        predict = backend.predict
+        backend.predict = lambda prompts: (seen.append(prompts.size_hint), predict(prompts))[1]
+        return backend, seen
+
+    backend, seen = spied()
+    ctl = LabelingController(viewer, backend)
+    ctl.set_target(image, target)
+    qtbot.waitUntil(lambda: ctl.ready, timeout=20000)
+    expected = float(np.median([(truth == i).sum() for i in range(1, 6)]))
+    ctl.class_id = 1
+    click(ctl.points, (100, 100))
+    wait_preview(qtbot, ctl)
+    assert seen[-1] == expected
+    ctl.next_object()
+    other, seen2 = spied()
+    ctl.swap_backend(other)
+    qtbot.waitUntil(lambda: ctl.session.backend is other, timeout=20000)
+    click(ctl.points, (100, 100))
+    wait_preview(qtbot, ctl)
+    assert seen2[-1] == expected
+    ctl.next_object()
+    ctl.class_id = 2  # two objects of class 2: too few
+    click(ctl.points, (100, 100))
+    wait_preview(qtbot, ctl)
+    assert seen2[-1] is None

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..core.annotate import commit_mask, read_box_file, undo_edit
 from ..core.classes import ClassTable, DefectClass
+from ..core.correct import id_areas
 from ..core.errors import LabelsError, MicrosegError
 from ..core.prompting.base import Prediction
 from ..core.prompting.everything import segment_everything
@@ -125,10 +126,15 @@ class LabelingController(EditStrokeMixin):
         self.editing = None
         self._ensure_layers()
         self._cancel = False
+        labels, (inst, _) = labels_layer.data, self._classes()
 
         def work():
-            return self.session.set_image(data, contrast_limits=contrast, progress=progress,
-                                          cancel=lambda: self._cancel)
+            status = self.session.set_image(data, contrast_limits=contrast, progress=progress,
+                                            cancel=lambda: self._cancel)
+            # objects already in the labels size first clicks too (core.prompting.size_prior)
+            for i, area in zip(*id_areas(np.asarray(labels)), strict=True):
+                self.session.note_committed(int(area), key=inst.get(int(i), 0))
+            return status
 
         def done(status):
             self.ready = True
@@ -299,6 +305,8 @@ class LabelingController(EditStrokeMixin):
         data, contrast = prompt_image(self.image_layer)
 
         def done(status):
+            for key, area in self.session.committed:  # what sizes first clicks goes along
+                session.note_committed(area, key=key)
             self.session = session
             self.status = f"{backend.name}: {status}"
             if on_ready is not None:

@@ -319,6 +319,11 @@ class PromptSession:
         if area > 0:
             self._notes.append((self.size_key if key is None else key, float(area)))
 
+    @property
+    def committed(self) -> tuple:
+        """``(key, area)`` of every object recorded by :meth:`note_committed`, in order."""
+        return tuple(self._notes)
+
     def forget_committed(self, count: int = 1) -> None:
         """Forget the last ``count`` objects recorded by :meth:`note_committed` (after an undo)."""
         del self._notes[max(len(self._notes) - int(count), 0):]

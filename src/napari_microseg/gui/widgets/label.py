@@ -141,9 +141,10 @@ class LabelWidget(QWidget):
         self.add_class_button = PushButton(text="Add class")
         self.overwrite = CheckBox(text="paint over existing objects", value=False)
         self.size_prior = CheckBox(text="size first clicks like my objects", value=True,
-                                   tooltip="After five objects of a class are committed on this "
-                                   "image, the offline model looks at a first click through a "
-                                   "window sized for their median area (BENCHMARKS.md)")
+                                   tooltip="Once the image holds five objects of a class (committed "
+                                   "or already in the labels layer), the offline model looks "
+                                   "at a first click through a window sized for their median "
+                                   "area (BENCHMARKS.md)")
         self.commit_button = PushButton(text="Commit (C)")
         self.undo_button = PushButton(text="Undo (Ctrl+Z)")
         self.clear_button = PushButton(text="Clear prompts (Shift+C)")
