@@ -5,7 +5,8 @@ its ticks is the worst event-loop stall (target: 100 ms or less). Measured
 while the finder works in its worker, then for each review action the user
 takes on the GUI thread: showing the candidates layer (first time and a next
 round), moving the score slider, accepting all above, accepting one by click,
-undoing. The finder is scripted (``N`` known disks with scores, a 2 s
+undoing (seconds of the action and its repaint; for accept all and undo also the
+longest stall, ``*_max_stall_ms``, with work the action queues for later). The finder is scripted (``N`` known disks with scores, a 2 s
 "search"): the dock's own costs do not depend on the method; ``--real`` runs
 the real :class:`~napari_microseg.core.fewshot.FindSimilar` instead (its search
 time is then reported too). Needs a display: run under ``xvfb-run -a``.
@@ -106,6 +107,13 @@ def main(real: bool = False) -> dict:
         app.processEvents()
         return round(time.perf_counter() - t0, 4)
 
+    def stall_ms(action) -> float:
+        """The longest event-loop stall (ms) from ``action`` and the work it queues (0.4 s)."""
+        t0 = time.perf_counter()
+        action()
+        run_until(lambda: time.perf_counter() - t0 > 0.4, 1.0)
+        return round(1000 * float(np.diff([t0, *[t for t in ticks if t > t0]]).max()), 1)
+
     run_until(lambda: len(ticks) > 20, 5)
     out = {"benchmark": "find_similar_gui", "image": f"{SIDE}x{SIDE}", "finder": "real" if real else "scripted"}
     mark, t0 = len(ticks), time.perf_counter()
@@ -139,6 +147,8 @@ def main(real: bool = False) -> dict:
         out["click_accept_s"] = gui(lambda: rv._on_click(rv.layer, (r, c), type("E", (), {"button": 1,
                                                                                           "modifiers": []})()))
     out["undo_s"] = gui(dock.undo)
+    out["accept_above_max_stall_ms"] = stall_ms(dock.accept_above)
+    out["undo_max_stall_ms"] = stall_ms(dock.undo)
     shown.clear()
     dock.next_round()
     run_until(lambda: "s" in shown)
