@@ -269,6 +269,7 @@ def test_committed_objects_size_the_next_first_click(make_napari_viewer, qtbot):
     seen = []
     predict = backend.predict
     backend.predict = lambda prompts: (seen.append(prompts.size_hint), predict(prompts))[1]
+    backend.uses_size_hint = True  # it stands for the offline model: the status says so
     ctl = LabelingController(viewer, backend)
     ctl.set_target(image, target)
     qtbot.waitUntil(lambda: ctl.ready, timeout=20000)
@@ -279,6 +280,7 @@ def test_committed_objects_size_the_next_first_click(make_napari_viewer, qtbot):
         wait_preview(qtbot, ctl)
         assert seen[-1] == (None if i < 5 else float(np.median(areas)))
         areas.append(int(ctl.commit().index[0].size))
+        assert ("First clicks now look for objects of about" in ctl.status) == (i >= 4)
     assert np.allclose(areas, [(truth == i + 1).sum() for i in range(6)], rtol=0.1)
     ctl.size_prior = False  # the dock's check box, unticked
     click(ctl.points, (40, 25 + 55 * 6))

@@ -42,6 +42,9 @@ def test_size_hint_needs_enough_objects_and_is_their_median():
 
 
 def test_backend_sizes_only_a_first_click_by_the_hint():
+    from napari_microseg.core.prompting.baselines import OtsuFloodBackend
+
+    assert PromptableBackend.uses_size_hint and not OtsuFloodBackend.uses_size_hint
     be = PromptableBackend(Inside(), CropConfig())
     image = -np.ones((400, 400), np.float32)
     image[195:206, 195:206] = 1.0  # an 11 x 11 object

@@ -334,9 +334,17 @@ class LabelingController(EditStrokeMixin):
             self.history.append([edit])
             self._write_back(inst, classes)
             self.session.note_committed(len(edit.index[0]), key=edit.class_id)
-            self.status = f"Committed object {edit.label}."
+            self.status = f"Committed object {edit.label}.{self._hint_note()}"
         self._drop_used_prompts()
         return edit
+
+    def _hint_note(self) -> str:
+        """What sizes the next first click (the offline model uses it), for the status line."""
+        self.session.size_key = self.class_id
+        hint = self.session.size_hint
+        if hint is None or not self.size_prior or not getattr(self.session.backend, "uses_size_hint", False):
+            return ""
+        return f" First clicks now look for objects of about {hint:.0f} px (the median of this class)."
 
     def _drop_used_prompts(self):
         self._drop_prompts()

@@ -121,6 +121,7 @@ class PromptableBackend(PromptBackend):
 
     name = "microseg-promptable"
     needs_embedding = False
+    uses_size_hint = True
 
     def __init__(self, model, crop: CropConfig | None = None, meta: dict | None = None,
                  threads: int | None = 1, max_passes: int = 4, threshold: float | None = None,

@@ -174,6 +174,8 @@ class PromptBackend(ABC):
     name: str = "backend"
     #: Whether :meth:`set_image` computes an embedding worth caching.
     needs_embedding: bool = False
+    #: Whether :meth:`predict` uses :attr:`Prompts.size_hint` (the offline model does).
+    uses_size_hint: bool = False
 
     @abstractmethod
     def set_image(self, image: np.ndarray, *, progress=None) -> None:
