@@ -131,9 +131,11 @@ class LabelingController(EditStrokeMixin):
         def work():
             status = self.session.set_image(data, contrast_limits=contrast, progress=progress,
                                             cancel=lambda: self._cancel)
-            # objects already in the labels size first clicks too (core.prompting.size_prior)
-            for i, area in zip(*id_areas(np.asarray(labels)), strict=True):
-                self.session.note_committed(int(area), key=inst.get(int(i), 0))
+            # objects already in the labels size first clicks too (core.prompting.size_prior);
+            # a lazy (chunked) layer is not read whole for it
+            if isinstance(labels, np.ndarray):
+                for i, area in zip(*id_areas(labels), strict=True):
+                    self.session.note_committed(int(area), key=inst.get(int(i), 0))
             return status
 
         def done(status):
