@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
+from tune_first_click import SETS  # the same training images as the first-click settings
 
 from napari_microseg.core.promptable.backend import PromptableBackend
 from napari_microseg.core.prompting.eval_data import load_dataset
 from napari_microseg.core.prompting.evaluation import evaluate_clicks
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-SETS = {
-    "ti_433_743": (DATA / "ti-insitu-tem-defects", ["Chip-4-Heat-1-Frame-433", "Chip-4-Heat-1-Frame-743"], 150),
-    "creme_1_9": (DATA / "creme-316L-loops", [str(i) for i in range(1, 10)], None),
-}
 
 
 def score(be, samples) -> dict:

@@ -342,8 +342,7 @@ class LabelingController(EditStrokeMixin):
 
     def _hint_note(self) -> str:
         """What sizes the next first click (the offline model uses it), for the status line."""
-        self.session.size_key = self.class_id
-        hint = self.session.size_hint
+        hint = self.session.size_hint_for(self.class_id)
         if hint is None or not self.size_prior or not getattr(self.session.backend, "uses_size_hint", False):
             return ""
         return f" First clicks now look for objects of about {hint:.0f} px (the median of this class)."

@@ -331,9 +331,13 @@ class PromptSession:
     @property
     def size_hint(self) -> float | None:
         """Median area of the committed objects of :attr:`size_key` (None: too few, or off)."""
+        return self.size_hint_for(self.size_key)
+
+    def size_hint_for(self, key) -> float | None:
+        """Median area of the committed objects of ``key`` (None: too few, or off)."""
         if not self.size_prior:
             return None
-        return size_hint([a for k, a in self._notes if k == self.size_key])
+        return size_hint([a for k, a in self._notes if k == key])
 
     @property
     def start_mask(self) -> RegionMask | None:

@@ -37,8 +37,9 @@ def object_areas(target) -> np.ndarray:
         h = target[:, 2] - target[:, 0] + 1
         w = target[:, 3] - target[:, 1] + 1
         return np.pi / 4 * h * w
-    counts = np.bincount(target.ravel())
-    return counts[1:][counts[1:] > 0].astype(float)
+    from ..correct import id_areas  # not at import: the session imports this module
+
+    return id_areas(target)[1].astype(float)
 
 
 def evaluate_size_prior(backend, samples, k: int, *, mode: str = "point", n_corrective: int = 0,
@@ -79,8 +80,8 @@ def evaluate_size_prior(backend, samples, k: int, *, mode: str = "point", n_corr
             r = evaluate_clicks(backend, remaining, mode, n_corrective, 0, max_objects, seed,
                                 size_hint=hint)
         objects = r.pop("objects", [])
-        small = [o["ious"][0] for o in objects if "area" in o and o["area"] < SMALL_AREA]
         if not boxes:
+            small = [o["ious"][0] for o in objects if o["area"] < SMALL_AREA]
             r["small_objects"] = {"n": len(small),
                                   "mean_iou_click1": round(float(np.mean(small)), 4) if small else None}
         return r
