@@ -32,6 +32,7 @@ from .layer_data import (
     class_features,
     find_helper,
     helper_metadata,
+    layer_class_table,
     layer_classes,
     layer_pixel_size,
 )
@@ -262,7 +263,7 @@ class LabelingController(EditStrokeMixin):
         self._preview_box = p["box"]
         # a first click is sized like the committed objects of the class (core.prompting.size_prior)
         self.session.size_prior = self.size_prior
-        self.session.size_key = self.class_for_commit(self._classes()[1])
+        self.session.size_key = self.class_for_commit(layer_class_table(self.labels_layer))
         strokes = self.strokes
         return start_worker(predict_with_strokes, self.session, strokes, p["points"], p["labels"], p["box"],
                             use_previous=not fresh, on_returned=self._show, on_finished=finished)

@@ -112,9 +112,14 @@ def set_layer_pixel_size(layer, pixel_size: PixelSize) -> None:
     layer.units = ("pixel",) * (ndim - 2) + ((pixel_size.unit if pixel_size.calibrated else "pixel"),) * 2
 
 
+def layer_class_table(layer) -> ClassTable:
+    """The class table of a Labels layer (its metadata; the default table when it has none)."""
+    return ClassTable.from_list(layer.metadata["classes"]) if layer.metadata.get("classes") else ClassTable()
+
+
 def layer_classes(layer) -> tuple[dict, ClassTable]:
     """``({instance_id: class_id}, ClassTable)`` from a Labels layer."""
-    classes = ClassTable.from_list(layer.metadata["classes"]) if layer.metadata.get("classes") else ClassTable()
+    classes = layer_class_table(layer)
     feats = layer.features
     inst = {}
     if len(feats) and {"index", "class_id"} <= set(feats.columns):
