@@ -168,8 +168,15 @@ def set_score(qtbot, dock, value):
 
 
 def shown(layer, ids) -> list[bool]:
-    """Whether each candidate id is drawn (non-zero alpha in the layer's colormap)."""
-    return [float(layer.colormap.map(np.array([i]))[0][3]) > 0 for i in ids]
+    """Whether each candidate id is drawn: in the layer's data, with a non-zero alpha in its colormap."""
+    drawn = set(np.unique(np.asarray(layer.data)).tolist())
+    return [i in drawn and float(layer.colormap.map(np.array([i]))[0][3]) > 0 for i in ids]
+
+
+def drawn_outlines(rv, labels) -> np.ndarray:
+    """What the candidates layer should hold: the outlines of the shown candidates of ``labels``."""
+    outlines = candidate_outlines(labels)
+    return np.where(np.isin(outlines, rv.visible_ids()), outlines, 0)
 
 
 def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, artifacts_dir):
@@ -212,7 +219,7 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
         expect[truth == k] = j
     expect[squares == 1], expect[squares == 2] = 10, 11
     np.testing.assert_array_equal(rv.candidates.labels, expect)
-    np.testing.assert_array_equal(cand.data, candidate_outlines(expect))  # drawn as outlines
+    np.testing.assert_array_equal(cand.data, drawn_outlines(rv, expect))  # drawn as outlines
     np.testing.assert_allclose(rv.scores, [0.3 + 0.05 * k for k in range(4, 13)] + [0.1, 0.2])
     assert dock.progress.value() == 1000
     assert labels not in dock.labels.choices or dock.labels.value is labels  # the helper is never offered
@@ -265,7 +272,7 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
         expect2[truth == k] = j
     expect2[squares == 2] = 5
     np.testing.assert_array_equal(rv.candidates.labels, expect2)
-    np.testing.assert_array_equal(rv.layer.data, candidate_outlines(expect2))
+    np.testing.assert_array_equal(rv.layer.data, drawn_outlines(rv, expect2))
     assert rv.decisions() == ([], [])
     shot(viewer, qtbot, artifacts_dir, "04_next_round")
 
@@ -490,3 +497,17 @@ def test_candidate_outlines_are_a_band_inside_each_object():
     assert out[15, 15] == 0 and out[15, 5] == 1 and out[15, 6] == 1 and out[15, 7] == 0  # 2 px band
     assert out[15, 23] == 1 and out[15, 24] == 1 and out[15, 25] == 2  # the shared border, both sides
     assert out[39, 55] == 3 and out[35, 59] == 3 and out[35, 55] == 0  # outlined along the image edge
+
+
+def test_candidate_outlines_are_narrow_so_a_redraw_skips_napari_remapping():
+    """8- or 16-bit outlines when the ids fit (napari then draws them as they are), ids kept exactly."""
+    from napari_microseg.gui.similar_review import display_dtype
+
+    assert [display_dtype(n) for n in (0, 255, 256, 65535, 65536, 2**31)] == [
+        np.uint8, np.uint8, np.uint16, np.uint16, np.int32, np.int64]
+    lab = np.zeros((30, 30), np.int32)
+    lab[2:10, 2:10], lab[12:20, 12:20] = 300, 70000
+    out16 = candidate_outlines(np.where(lab == 300, lab, 0))
+    assert out16.dtype == np.uint16 and set(np.unique(out16)) == {0, 300}
+    out32 = candidate_outlines(lab)
+    assert out32.dtype == np.int32 and set(np.unique(out32)) == {0, 300, 70000}

@@ -6,8 +6,10 @@ low score, to green, high score) and writes accepted candidates into the user's 
 layer. It has no widgets, so tests drive it with a viewer and simulated mouse
 events; the Find similar dock is a thin shell around it.
 
-* The score threshold only recolours the layer (candidates below it, accepted
-  or rejected ones are transparent): nothing is recomputed.
+* The score threshold only redraws the layer: each candidate's colour is set
+  once per round, and the layer's data holds the outlines of the shown ones
+  (undecided, scoring at least the threshold) only. Nothing is recomputed,
+  and napari's colour table is not rebuilt at every slider move or undo.
 * An accept writes the candidates' pixels with new ids and the chosen class,
   only where the labels layer is background (committed pixels are never
   changed), with napari's ``Labels.data_setitem`` inside
@@ -48,6 +50,8 @@ def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
     The candidates layer holds these outlines as its data (napari's own
     ``contour`` would recompute them over the whole image at every recolour,
     i.e. at every slider move); compute them in the worker for large images.
+    The outlines come as the smallest type that holds the ids
+    (:func:`display_dtype`), which napari draws without re-mapping every pixel.
     """
     labels = np.asarray(labels)
     size = 2 * int(width) + 1
@@ -55,7 +59,23 @@ def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
     edge |= ndi.maximum_filter(labels, size=size, mode="nearest") != labels
     border = np.zeros(labels.shape, bool)  # objects cut by the image edge are outlined there too
     border[:width], border[-width:], border[:, :width], border[:, -width:] = True, True, True, True
-    return np.where((edge | border) & (labels > 0), labels, 0).astype(labels.dtype, copy=False)
+    out = np.where((edge | border) & (labels > 0), labels, 0)
+    return out.astype(display_dtype(int(out.max()) if out.size else 0), copy=False)
+
+
+def display_dtype(max_id: int) -> np.dtype:
+    """uint8 or uint16 when ``max_id`` fits, else int32 or int64: the dtype of a display-only Labels layer.
+
+    napari draws 8- and 16-bit labels as they are, with its direct colormap
+    as a colour table. Wider labels are re-mapped to a texture over the whole
+    image at every colormap or data change (about 45 ms at 2048²), so the
+    candidates layer, redrawn at every slider move, accept and undo, stays
+    narrow when it can.
+    """
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if max_id <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def present_ids(data: np.ndarray) -> np.ndarray:
@@ -94,6 +114,7 @@ class CandidateReview:
         self.class_id = int(class_id)
         self.candidates = None
         self.layer = None
+        self._outlines, self._top = None, 0  # every candidate's outline, its top id; the layer draws the shown ones
         self.threshold = 0.0
         #: candidate id -> committed id of the current round's accepted candidates
         self.accepted: dict[int, int] = {}
@@ -132,6 +153,8 @@ class CandidateReview:
         self.candidates = candidates
         self.accepted, self.rejected, self.negatives = {}, set(), []
         data = candidate_outlines(candidates.labels) if outlines is None else np.asarray(outlines)
+        self._outlines, self._top = data, int(data.max()) if data.size else 0
+        data = self._drawn()
         img = self.image_layer
         layer = find_helper(self.viewer, img.name, CANDIDATES_ROLE)
         if layer is not None and tuple(layer.data.shape) == data.shape:
@@ -151,7 +174,11 @@ class CandidateReview:
             layer.mouse_drag_callbacks.append(self._on_mouse)
         # the candidates layer is the active one while reviewing: its Ctrl+Z undoes the last accept
         layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
-        self.recolor()
+        lo, hi = self.score_range()  # each candidate's colour, once per round
+        clear = np.zeros(4, np.float32)
+        colors = {None: clear, 0: clear}
+        colors.update({i: score_color(sc, lo, hi) for i, sc in enumerate(self.scores.tolist(), start=1)})
+        layer.colormap = direct_colormap(colors)
         self.viewer.layers.selection.active = layer
 
     @property
@@ -166,9 +193,9 @@ class CandidateReview:
 
     def undecided(self) -> np.ndarray:
         """Ids of the candidates neither accepted nor rejected."""
-        ids = np.arange(1, len(self.scores) + 1)
-        decided = set(self.accepted) | self.rejected
-        return np.array([i for i in ids if int(i) not in decided], dtype=np.int64)
+        decided = np.zeros(len(self.scores) + 1, bool)
+        decided[[i for i in (*self.accepted, *self.rejected) if 0 < i < decided.size]] = True
+        return np.flatnonzero(~decided[1:]) + 1
 
     def visible_ids(self) -> np.ndarray:
         """Undecided candidates scoring at least the threshold (those shown)."""
@@ -180,17 +207,19 @@ class CandidateReview:
         self.threshold = float(value)
         return self.recolor()
 
+    def _drawn(self, shown=None) -> np.ndarray:
+        """The outlines of the ``shown`` candidates (default: :meth:`visible_ids`), others 0."""
+        shown = self.visible_ids() if shown is None else shown
+        keep = np.zeros(max(len(self.scores), self._top) + 1, self._outlines.dtype)
+        keep[shown] = shown
+        return keep[self._outlines]
+
     def recolor(self) -> int:
-        """Colour the shown candidates by score, the others transparent; return how many are shown."""
-        if self.layer is None:
+        """Draw the shown candidates (coloured by score), not the others; return how many are shown."""
+        if self.layer is None or self._outlines is None:
             return 0
-        lo, hi = self.score_range()
-        clear = np.zeros(4, np.float32)
-        colors = {None: clear, 0: clear}
         shown = self.visible_ids()
-        for i in shown:
-            colors[int(i)] = score_color(self.scores[i - 1], lo, hi)
-        self.layer.colormap = direct_colormap(colors)
+        self.layer.data = self._drawn(shown)
         return len(shown)
 
     def id_at(self, rowcol) -> int:
