@@ -252,6 +252,13 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     click(cand, (r * 0.5, c * 0.5), button=1)
     np.testing.assert_array_equal(np.asarray(labels.data)[truth == 4], 8)
     assert dock.status.text() == "Accepted 1 candidate (ids 8–8)."
+    # within a round, undo makes the accept a candidate again and redo accepts it again
+    dock.undo_button.native.click()
+    assert not np.asarray(labels.data)[truth == 4].any()
+    assert 1 not in rv.accepted and shown(cand, [1]) == [True]
+    labels.redo()
+    np.testing.assert_array_equal(np.asarray(labels.data)[truth == 4], 8)
+    assert rv.accepted[1] == 8 and shown(cand, [1]) == [False]
     sq_r, sq_c = 146, 26
     click(cand, (sq_r * 0.5, sq_c * 0.5), button=2)
     assert rv.decisions() == ([1, 6, 7, 8, 9], [10])
@@ -280,9 +287,11 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     dock.undo_button.native.click()
     np.testing.assert_array_equal(np.asarray(labels.data), after_all)
     assert layer_classes(labels)[0] == {i: DOT for i in range(1, 8)}
+    assert rv.accepted == {} and shown(rv.layer, range(1, 6)) == [True] * 5  # round 2's candidates stay
     labels.redo()  # and back
     assert np.all(np.asarray(labels.data)[truth == 4] == 8)
     assert layer_classes(labels)[0] == {i: DOT for i in range(1, 9)}
+    assert rv.accepted == {} and shown(rv.layer, range(1, 6)) == [True] * 5
     press(rv.layer, "Ctrl+Z")  # Ctrl+Z on the (active) candidates layer undoes the last accept
     np.testing.assert_array_equal(np.asarray(labels.data), after_all)
     labels.undo()  # the accept-all step as one

@@ -19,7 +19,7 @@ events; the Find similar dock is a thin shell around it.
   table in ``layer.metadata["classes"]`` as the Label dock writes them, and
   remembered per pixel state (:class:`~napari_microseg.core.correct.ClassStates`)
   so that undo and redo bring them back. An undone accept makes its candidates
-  undecided (visible) again.
+  undecided (visible) again; a redo accepts (hides) them again.
 * Left click on a candidate accepts it, right click (or Alt+click) rejects it;
   a right click on background is a negative click for the next round.
 """
@@ -118,6 +118,8 @@ class CandidateReview:
         self.threshold = 0.0
         #: candidate id -> committed id of the current round's accepted candidates
         self.accepted: dict[int, int] = {}
+        #: labels fingerprint -> :attr:`accepted` in that pixel state (this round), for undo and redo
+        self._accepted_at: dict = {}
         self.rejected: set[int] = set()
         #: negative clicks (row, col) on background since the last round
         self.negatives: list[tuple[float, float]] = []
@@ -152,6 +154,7 @@ class CandidateReview:
         """
         self.candidates = candidates
         self.accepted, self.rejected, self.negatives = {}, set(), []
+        self._accepted_at = {self._last_fp: {}}
         data = candidate_outlines(candidates.labels) if outlines is None else np.asarray(outlines)
         self._outlines, self._top = data, int(data.max()) if data.size else 0
         data = self._drawn()
@@ -282,6 +285,7 @@ class CandidateReview:
             self._writing = False
         self._remember(inst)
         self.accepted.update(step)
+        self._accepted_at[self._last_fp] = dict(self.accepted)
         self.recolor()
         self.status = f"Accepted {len(step)} candidate{'s' * (len(step) != 1)} (ids {min(new)}–{max(new)})."
         return len(step)
@@ -336,7 +340,12 @@ class CandidateReview:
         self._states.remember(self._last_fp, inst)
 
     def _on_labels_changed(self, *_):
-        """After undo, redo or painting: classes of that pixel state; undone accepts undecided again."""
+        """After undo, redo or painting: classes and accepts of that pixel state.
+
+        An undone accept makes its candidates undecided (shown) again, and a
+        redo hides them again; after painting, an accepted candidate whose
+        object is gone is undecided again.
+        """
         if self._writing:
             return
         layer = self.labels_layer
@@ -352,10 +361,12 @@ class CandidateReview:
         self._write_classes(inst, classes, ids)
         self._last_fp = fp
         self._states.remember(fp, inst)
-        gone = [c for c, n in self.accepted.items() if n not in present]
-        for c in gone:
-            del self.accepted[c]
-        if gone:
+        known = self._accepted_at.get(fp)  # undo or redo to a state of this round: its accepts
+        if known is None:  # a new state (painting): accepts whose object is gone are undecided again
+            known = {c: n for c, n in self.accepted.items() if n in present}
+            self._accepted_at[fp] = known
+        if known != self.accepted:
+            self.accepted = dict(known)
             self.recolor()
 
     def _on_click(self, layer, rowcol, event):
