@@ -99,3 +99,45 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# -- the user journeys (tests/test_journey*.py) ---------------------------------------------
+
+
+@pytest.fixture
+def journey_env(tmp_path, monkeypatch, torch_one_thread):
+    """Private model, run, cache and config folders (a user who never ran napari-microseg:
+    no reader preference recorded yet); one torch thread for the training child."""
+    for var, sub in (("MICROSEG_MODELS_DIR", "models"), ("MICROSEG_RUNS_DIR", "runs"),
+                     ("MICROSEG_CACHE_DIR", "cache"), ("MICROSEG_WEIGHTS_DIR", "weights"),
+                     ("MICROSEG_CONFIG_DIR", "config"), ("XDG_CONFIG_HOME", "xdg-config")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setattr("napari_microseg.gui.widgets.train.training_threads", lambda: 1)
+    return tmp_path
+
+
+@pytest.fixture
+def journey_window(journey_env, make_napari_viewer, monkeypatch, qtbot):
+    """The window ``microseg gui`` opens (open_viewer), made through napari's test fixture."""
+    import napari
+
+    from napari_microseg.gui import launch
+
+    docked = {}
+    dock_all = launch.dock_all
+
+    def keep(viewer):  # the docks open_viewer adds, by display name
+        docked.update(dock_all(viewer))
+        return docked
+
+    # As at a fresh start of napari: the plugin is activated when its docks open (after
+    # make_napari_viewer reset napari's settings), even if an earlier test activated it.
+    from npe2 import PluginManager
+
+    launch.manifest()  # discovered (the first GUI test of a run discovers the plugins)
+    PluginManager.instance().deactivate(launch.PLUGIN)
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer(**kw))
+    monkeypatch.setattr(launch, "dock_all", keep)
+    viewer = launch.open_viewer((), sample=None, show=True)
+    qtbot.waitExposed(viewer.window._qt_window)
+    return viewer, docked

@@ -9,11 +9,13 @@ objects from the canvas screenshot.
 from __future__ import annotations
 
 import contextlib
+import json
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pytestqt.exceptions import TimeoutError as QtTimeout
 from scipy import ndimage
 
@@ -378,3 +380,46 @@ def helper_layer(viewer, owner: str, role: str):
         if name in viewer.layers:
             return viewer.layers[name]
     return None
+
+
+# -- fixtures and read-backs shared by the journeys --------------------------------------------
+
+
+def read_table(path) -> tuple[pd.DataFrame, dict]:
+    """A napari-microseg CSV read with pandas (no options) and its provenance from ``NAME.csv.json``."""
+    side = Path(path).with_name(Path(path).name + ".json")
+    header = json.loads(side.read_text(encoding="utf-8"))["provenance"] if side.exists() else {}
+    return pd.read_csv(path), header
+
+
+def pixel_size_of(layer) -> tuple:
+    """(nm/px from the layer's metadata, its scale, its units) as the user's data carries them."""
+    ps = (layer.metadata.get("pixel_size") or {})
+    return ps.get("x_nm"), tuple(float(s) for s in layer.scale[-2:]), tuple(str(u) for u in layer.units[-2:])
+
+
+def classes_of(layer) -> dict[int, str]:
+    """{instance id: class name} from a Labels layer's features and class table."""
+    table = {c["id"]: c["name"] for c in layer.metadata.get("classes") or []}
+    f = layer.features
+    if not len(f) or not {"index", "class_id"} <= set(f.columns):
+        return {}
+    return {int(i): table.get(int(c), "?") for i, c in zip(f["index"], f["class_id"], strict=False)
+            if int(i) > 0 and int(c) > 0}
+
+
+def measure_in_dock(journey, qtbot, measure, labels, image, timeout: int):
+    """Show the Measure dock, choose ``labels`` and ``image``, press Measure, wait for it."""
+    journey.show_dock(measure)
+    choose(measure.labels, labels.name)
+    choose(measure.image, image.name)
+    click_button(qtbot, measure.measure_button)
+    qtbot.waitUntil(lambda: measure.export_button.enabled and measure.measure_button.enabled, timeout=timeout)
+
+
+def export_table(qtbot, measure, dialogs, path: Path, timeout: int) -> tuple[pd.DataFrame, dict]:
+    """Press the Measure dock's export button, answer its save dialog with ``path`` (CSV), read it back."""
+    dialogs.save_file.append((path, "CSV (*.csv)"))
+    click_button(qtbot, measure.export_button)
+    qtbot.waitUntil(path.exists, timeout=timeout)
+    return read_table(path)

@@ -35,12 +35,17 @@ from journey_helpers import (
     Dialogs,
     Journey,
     choose,
+    classes_of,
     click_button,
     drag,
+    export_table,
     helper_layer,
     make_scene,
+    measure_in_dock,
     menu_action,
     objects_on_canvas,
+    pixel_size_of,
+    read_table,
     type_text,
     zoom_on,
 )
@@ -55,71 +60,9 @@ WAIT = 60_000  # ms for a worker (model preparation, prediction, measurement)
 WAIT_LONG = 150_000  # ms for training and the batch (child processes on busy cores)
 
 
-def read_table(path) -> tuple[pd.DataFrame, dict]:
-    """A napari-microseg CSV read with pandas (no options) and its provenance from ``NAME.csv.json``."""
-    side = Path(path).with_name(Path(path).name + ".json")
-    header = json.loads(side.read_text(encoding="utf-8"))["provenance"] if side.exists() else {}
-    return pd.read_csv(path), header
-
-
-def pixel_size_of(layer) -> tuple:
-    """(nm/px from the layer's metadata, its scale, its units) as the user's data carries them."""
-    ps = (layer.metadata.get("pixel_size") or {})
-    return ps.get("x_nm"), tuple(float(s) for s in layer.scale[-2:]), tuple(str(u) for u in layer.units[-2:])
-
-
-def classes_of(layer) -> dict[int, str]:
-    """{instance id: class name} from a Labels layer's features and class table."""
-    table = {c["id"]: c["name"] for c in layer.metadata.get("classes") or []}
-    f = layer.features
-    if not len(f) or not {"index", "class_id"} <= set(f.columns):
-        return {}
-    return {int(i): table.get(int(c), "?") for i, c in zip(f["index"], f["class_id"], strict=False)
-            if int(i) > 0 and int(c) > 0}
-
-
-@pytest.fixture
-def journey_env(tmp_path, monkeypatch, torch_one_thread):
-    """Private model, run, cache and config folders (a user who never ran napari-microseg:
-    no reader preference recorded yet); one torch thread for the training child."""
-    for var, sub in (("MICROSEG_MODELS_DIR", "models"), ("MICROSEG_RUNS_DIR", "runs"),
-                     ("MICROSEG_CACHE_DIR", "cache"), ("MICROSEG_WEIGHTS_DIR", "weights"),
-                     ("MICROSEG_CONFIG_DIR", "config"), ("XDG_CONFIG_HOME", "xdg-config")):
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    monkeypatch.setattr("napari_microseg.gui.widgets.train.training_threads", lambda: 1)
-    return tmp_path
-
-
-@pytest.fixture
-def window(journey_env, make_napari_viewer, monkeypatch, qtbot):
-    """The window ``microseg gui`` opens (open_viewer), made through napari's test fixture."""
-    import napari
-
-    from napari_microseg.gui import launch
-
-    docked = {}
-    dock_all = launch.dock_all
-
-    def keep(viewer):  # the docks open_viewer adds, by display name
-        docked.update(dock_all(viewer))
-        return docked
-
-    # As at a fresh start of napari: the plugin is activated when its docks open (after
-    # make_napari_viewer reset napari's settings), even if an earlier test activated it.
-    from npe2 import PluginManager
-
-    launch.manifest()  # discovered (the first GUI test of a run discovers the plugins)
-    PluginManager.instance().deactivate(launch.PLUGIN)
-    monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer(**kw))
-    monkeypatch.setattr(launch, "dock_all", keep)
-    viewer = launch.open_viewer((), sample=None, show=True)
-    qtbot.waitExposed(viewer.window._qt_window)
-    return viewer, docked
-
-
 @needs_display
-def test_user_journey(window, journey_env, qtbot, monkeypatch, artifacts_dir):
-    viewer, docks = window
+def test_user_journey(journey_window, journey_env, qtbot, monkeypatch, artifacts_dir):
+    viewer, docks = journey_window
     scene = make_scene(journey_env / "inputs")
     dialogs = Dialogs(monkeypatch)
     j = Journey(viewer, qtbot, artifacts_dir / "journey")
@@ -261,11 +204,7 @@ def test_user_journey(window, journey_env, qtbot, monkeypatch, artifacts_dir):
     # -- 5. measure (Measure dock button) ----------------------------------------------------
     measure = docks["Measure"]
     with j.step("measure"):
-        j.show_dock(measure)
-        choose(measure.labels, labels.name)
-        choose(measure.image, png.name)
-        click_button(qtbot, measure.measure_button)
-        qtbot.waitUntil(lambda: measure.export_button.enabled and measure.measure_button.enabled, timeout=WAIT)
+        measure_in_dock(j, qtbot, measure, labels, png, WAIT)
         j.check("nm" in measure.summary.text() and "UNCALIBRATED" not in measure.summary.text(),
                 f"summary: {measure.summary.text()!r}")
         j.check(labels.visible and not (problems := objects_on_canvas(viewer, qtbot, labels)),
@@ -274,10 +213,7 @@ def test_user_journey(window, journey_env, qtbot, monkeypatch, artifacts_dir):
     # -- 6. export CSV -------------------------------------------------------------------------
     csv_path = out / "measurements.csv"
     with j.step("export_csv"):
-        dialogs.save_file.append((csv_path, "CSV (*.csv)"))
-        click_button(qtbot, measure.export_button)
-        qtbot.waitUntil(csv_path.exists, timeout=WAIT)
-        table, header = read_table(csv_path)
+        table, header = export_table(qtbot, measure, dialogs, csv_path, WAIT)
         j.check(header.get("unit") == "nm", f"CSV unit {header.get('unit')!r}")
         j.check((header.get("pixel_size") or {}).get("x_nm") == PNG_NM,
                 f"CSV pixel size {header.get('pixel_size')} instead of {PNG_NM} nm/px")
