@@ -296,3 +296,13 @@ def test_learnt_score_joins_only_when_it_ranks_the_decisions_better():
     assert s[:20].mean() - s[20:].mean() > p[:20].mean() - p[20:].mean() + 0.1
     # Too few decisions: the prior alone.
     assert not learnt_helps(exemplars, accepted[:2], rejected, pa[:2], pr)
+
+
+def test_redraw_count_is_half_with_a_floor_and_a_cap_per_area():
+    """A backend redraws the better half of the candidates, at least 500, at most 400 per Mpx."""
+    from napari_microseg.core.fewshot.session import redraw_count
+
+    assert redraw_count(300, 512 * 512) == 300  # few: all of them
+    assert redraw_count(2000, 512 * 512) == 500  # the floor beats the cap on a small image
+    assert redraw_count(2800, 2048 * 2048) == 1400  # half
+    assert redraw_count(8000, 2048 * 2048) == 1678  # at most 400 per Mpx (6,000-8,000 on busy Ti frames)
