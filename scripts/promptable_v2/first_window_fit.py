@@ -17,6 +17,9 @@ Variants:
   user has committed there) as extra features;
 * ``size rule``: the side nearest to c x sqrt(median committed area), c chosen on training;
 * ``self-calibrated``: per image, the side best on the 10 committed objects.
+* ``size rule, fixed when spread > t``: the size rule, but the fixed 64 px window when the
+  committed objects' log-area standard deviation exceeds t (t chosen on training);
+* ``area match``: the candidate whose mask area is nearest the committed median area.
 
     python scripts/promptable_v2/first_window_fit.py POOL_DIR [OUT.json]
 """
@@ -45,21 +48,23 @@ def load(folder: Path, name: str) -> dict:
     k = len(d["sides"])
     out = {"x": d["features"].reshape(-1, k, len(FEATURES)), "y": d["iou"].reshape(-1, k),
            "area": d["area"].reshape(-1, k)[:, 0], "img": d["image"].reshape(-1, k)[:, 0]}
-    out["prior"], out["calib"] = committed_prior(out)
+    out["prior"], out["calib"], out["spread"] = committed_prior(out)
     return out
 
 
-def committed_prior(d: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per object: the median area of K other objects of its image, and the side best on them."""
+def committed_prior(d: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per object, over K other objects of its image: their median area, the side best on them,
+    and the standard deviation of their log areas."""
     rng = np.random.default_rng(seed)
     n = len(d["y"])
-    prior, calib = np.zeros(n), np.zeros(n, int)
+    prior, calib, spread = np.zeros(n), np.zeros(n, int), np.zeros(n)
     for i in range(n):
         same = np.flatnonzero((d["img"] == d["img"][i]) & (np.arange(n) != i))
         pick = rng.choice(same, size=min(K, len(same)), replace=False)
         prior[i] = np.median(d["area"][pick])
         calib[i] = d["y"][pick].mean(0).argmax()
-    return prior, calib
+        spread[i] = np.std(np.log(d["area"][pick]))
+    return prior, calib, spread
 
 
 def design(d: dict, prior: bool) -> np.ndarray:
@@ -128,6 +133,13 @@ def main(folder: str, out: str | None = None) -> dict:
     c = max(cs, key=lambda c: np.mean([score(sets[n], size_rule(sets[n], c))["mean"] for n in TRAIN]))
     rows[f"size rule c={c}"] = {n: score(d, size_rule(d, c)) for n, d in sets.items()}
     rows["self-calibrated"] = {n: score(d, d["calib"]) for n, d in sets.items()}
+    i64 = SIDES.index(64)
+    spread_pick = {n: (lambda d, t: np.where(d["spread"] > t, i64, size_rule(d, c))) for n in sets}
+    ts = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
+    t = max(ts, key=lambda t: np.mean([score(sets[n], spread_pick[n](sets[n], t))["mean"] for n in TRAIN]))
+    rows[f"size rule c={c}, fixed when spread > {t}"] = {n: score(d, spread_pick[n](d, t)) for n, d in sets.items()}
+    rows["area match"] = {n: score(d, np.abs(d["x"][:, :, LOG_AREA] - np.log1p(d["prior"])[:, None]).argmin(1))
+                          for n, d in sets.items()}
     for r in rows.values():
         r["train_mean"] = round(float(np.mean([r[n]["mean"] for n in TRAIN])), 4)
         r["val_mean"] = round(float(np.mean([r[n]["mean"] for n in VAL])), 4)
