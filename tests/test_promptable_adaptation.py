@@ -145,6 +145,26 @@ def test_evaluate_adaptation_counts_remaining_objects_only(samples, monkeypatch)
     r = evaluate_adaptation(samples, 3, seconds=1, n_corrective=0)
     assert [len(np.unique(s.target)) - 1 for s in seen] == [3, 3]
     assert r["before"]["n_objects"] == 2 * 9 and not r["accepted"]
+    assert r["hints"] == {"1": None, "2": None}  # three objects are too few for a size hint
+    assert r["hinted"]["mean_iou"] == r["after"]["mean_iou"] == r["before"]["mean_iou"]
+
+
+def test_evaluate_adaptation_sizes_first_clicks_like_the_dock(samples, monkeypatch):
+    """With five committed objects, 'after' carries their size hint: exactly what
+    ``--size-prior 5`` scores with the hint; ``size_hint=False`` gives the old before/after."""
+    from napari_microseg.core.promptable import adaptation
+    from napari_microseg.core.promptable.backend import PromptableBackend
+    from napari_microseg.core.prompting.size_prior import evaluate_size_prior
+
+    monkeypatch.setattr(adaptation, "adapt_to_objects",
+                        lambda committed, **kw: adaptation.AdaptationResult(False, None, 0.5, 0.4, "kept", 0.0))
+    r = evaluate_adaptation(samples, 5, seconds=1, n_corrective=0)
+    prior = evaluate_size_prior(PromptableBackend.load_default(), samples, 5)
+    assert r["hints"] == prior["hints"] and all(h is not None for h in r["hints"].values())
+    assert r["before"]["mean_iou"] == prior["without"]["mean_iou"]
+    assert r["hinted"]["mean_iou"] == r["after"]["mean_iou"] == prior["with"]["mean_iou"]
+    plain = evaluate_adaptation(samples, 5, seconds=1, n_corrective=0, size_hint=False)
+    assert plain["after"]["mean_iou"] == plain["before"]["mean_iou"] == r["before"]["mean_iou"]
 
 
 def test_data_list_reads_folders_relative_to_the_file(tmp_path):

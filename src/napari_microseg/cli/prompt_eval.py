@@ -40,10 +40,14 @@ def register(sub) -> None:
     p.add_argument("--adapt", type=int, metavar="K",
                    help="in-session adaptation: the simulated user commits K true objects per "
                    "image, the offline promptable model adapts to them (--adapt-seconds), then "
-                   "the remaining objects are scored before and after (microseg-promptable only)")
+                   "the remaining objects are scored before and after, after with the committed "
+                   "objects' size hint as the Label dock does (microseg-promptable only)")
     p.add_argument("--adapt-seconds", type=float, default=120.0, metavar="S",
                    help="wall-time budget of the adaptation (default 120)")
     p.add_argument("--adapt-lr", type=float, metavar="LR", help="adaptation learning rate")
+    p.add_argument("--no-size-hint", action="store_true",
+                   help="with --adapt: do not size first clicks by the committed objects (the Label "
+                   "dock does by default)")
     p.add_argument("--size-prior", type=int, metavar="K",
                    help="the simulated user commits K true objects per image; the rest are "
                    "scored without and with their median area as the first click's size hint")
@@ -131,13 +135,16 @@ def _run_adapt(args, layout, samples, dataset) -> int:
     r = evaluate_adaptation(
         samples, args.adapt, seconds=args.adapt_seconds, max_objects=args.max_objects,
         n_corrective=args.clicks, seed=args.seed, lr=args.adapt_lr or DEFAULT_LR,
+        size_hint=not args.no_size_hint,
     )
     r["dataset"] = dataset
     print(f"adaptation: {r['reason']} ({r['adapt_seconds']} s, {r['steps']} steps)")
-    for key in ("before", "after"):
-        r[key]["backend"] = f"microseg-promptable ({key} adaptation)"
+    names = {"before": "before adaptation", "hinted": "size hint only", "after": "after adaptation"}
+    keys = ("before", "hinted", "after") if r["size_hint"] else ("before", "after")
+    for key in keys:
+        r[key]["backend"] = f"microseg-promptable ({names[key]})"
         r[key]["dataset"] = dataset
-    print(format_table([r["before"], r["after"]]))
+    print(format_table([r[key] for key in keys]))
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(r, indent=1))

@@ -295,7 +295,7 @@ def _with_threshold(backend, threshold: float, folder: Path) -> Path:
 
 
 def evaluate_adaptation(samples, k: int, *, seconds: float = 120.0, max_objects=None,
-                        n_corrective: int = 2, seed: int = 0, **adapt_kw) -> dict:
+                        n_corrective: int = 2, seed: int = 0, size_hint: bool = True, **adapt_kw) -> dict:
     """The simulated user of ``microseg prompt-eval --adapt K``.
 
     On every image the user commits ``k`` true objects (seeded draw; they are
@@ -304,13 +304,21 @@ def evaluate_adaptation(samples, k: int, *, seconds: float = 120.0, max_objects=
     ``max_objects`` per image) are scored with the starting model and with the
     live model after adaptation (the same one when adaptation was refused).
 
+    With ``size_hint`` (the Label dock's default) the live model's first
+    clicks are also sized by the committed objects, as the dock does
+    (:mod:`~..prompting.size_prior`; from five objects on): ``hinted`` is the
+    starting model with the hint alone, ``after`` the live model with it.
+
     Returns
     -------
     dict
-        JSON-ready: ``before`` and ``after`` evaluation results (see
-        :func:`~..prompting.evaluation.evaluate_clicks`, per-object lists
-        dropped), the adaptation's decision, reason, seconds and steps.
+        JSON-ready: ``before``, ``hinted`` and ``after`` evaluation results
+        (see :func:`~..prompting.evaluation.evaluate_clicks`, per-object lists
+        dropped), the adaptation's decision, reason, seconds and steps, and
+        the size hint per image.
     """
+    from ..prompting.size_prior import object_areas
+    from ..prompting.size_prior import size_hint as hint_of
     from .backend import PromptableBackend
 
     committed, remaining = divide_objects(samples, lambda n: k, seed)
@@ -319,15 +327,19 @@ def evaluate_adaptation(samples, k: int, *, seconds: float = 120.0, max_objects=
     base = (PromptableBackend.load_default() if init == "default"
             else PromptableBackend.from_checkpoint(init))
     live = PromptableBackend.from_checkpoint(res.weights) if res.accepted else base
+    hints = {c.name: hint_of(object_areas(c.target)) for c in committed} if size_hint else {}
 
-    def run(backend):
-        r = evaluate_clicks(backend, remaining, "point", n_corrective, 0, max_objects, seed)
+    def run(backend, hinted: bool):
+        hint = (lambda sample: hints.get(sample.name)) if hinted else None
+        r = evaluate_clicks(backend, remaining, "point", n_corrective, 0, max_objects, seed, size_hint=hint)
         r.pop("objects", None)
         return r
 
-    before = run(base)
-    after = run(live) if res.accepted else dict(before)
+    before = run(base, False)
+    hinted = run(base, True) if size_hint else dict(before)
+    after = run(live, size_hint) if res.accepted else dict(hinted)
     return {"k": k, "budget_s": seconds, "accepted": res.accepted, "reason": res.reason,
             "adapt_seconds": round(res.seconds, 1), "steps": res.steps,
             "held_out_check": {"before": res.before, "after": res.after, **res.details},
-            "before": before, "after": after}
+            "size_hint": bool(size_hint), "hints": hints,
+            "before": before, "hinted": hinted, "after": after}
