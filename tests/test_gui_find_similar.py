@@ -167,16 +167,26 @@ def set_score(qtbot, dock, value):
     qtbot.waitUntil(lambda: dock.review.threshold == dock.score.value, timeout=5000)
 
 
-def shown(layer, ids) -> list[bool]:
-    """Whether each candidate id is drawn: in the layer's data, with a non-zero alpha in its colormap."""
-    drawn = set(np.unique(np.asarray(layer.data)).tolist())
-    return [i in drawn and float(layer.colormap.map(np.array([i]))[0][3]) > 0 for i in ids]
+def shown(rv, ids) -> list[bool]:
+    """Whether each candidate id is drawn: its outline is on the layer's pixels, in a visible colour."""
+    data = np.asarray(rv.layer.data)
+    drawn = set(rv.drawn_ids().tolist())
+    out = []
+    for i in ids:
+        levels = np.unique(data[rv._outlines == i]) if i in drawn else []
+        out.append(bool(len(levels)) and all(float(rv.layer.colormap.map(np.array([v]))[0][3]) > 0 for v in levels))
+    return out
 
 
 def drawn_outlines(rv, labels) -> np.ndarray:
-    """What the candidates layer should hold: the outlines of the shown candidates of ``labels``."""
+    """What the candidates layer should hold: the shown candidates' outlines of ``labels``, each at its
+    score level (the higher the score, the higher the level)."""
+    from napari_microseg.gui.similar_review import score_levels
+
     outlines = candidate_outlines(labels)
-    return np.where(np.isin(outlines, rv.visible_ids()), outlines, 0)
+    level = np.zeros(int(labels.max()) + 1, np.uint8)
+    level[1:len(rv.scores) + 1] = score_levels(rv.scores, *rv.score_range())
+    return np.where(np.isin(outlines, rv.visible_ids()), level[outlines], 0)
 
 
 def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, artifacts_dir):
@@ -228,10 +238,10 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     # slider: live show/hide, no recomputation
     n_calls = len(ScriptedFinder.calls)
     set_score(qtbot, dock, 0.0)
-    assert shown(cand, range(1, 12)) == [True] * 11
+    assert shown(rv, range(1, 12)) == [True] * 11
     shot(viewer, qtbot, artifacts_dir, "01_candidates_all")
     set_score(qtbot, dock, 0.72)  # dots 9..12 (0.75, 0.8, 0.85, 0.9) -> candidates 6..9
-    assert shown(cand, range(1, 12)) == [False] * 5 + [True] * 4 + [False] * 2
+    assert shown(rv, range(1, 12)) == [False] * 5 + [True] * 4 + [False] * 2
     assert len(ScriptedFinder.calls) == n_calls
     shot(viewer, qtbot, artifacts_dir, "02_slider_0.72")
 
@@ -243,7 +253,7 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
         want[truth == k] = new
     np.testing.assert_array_equal(after_all, want)
     assert layer_classes(labels)[0] == {i: DOT for i in range(1, 8)}
-    assert shown(cand, range(1, 12)) == [False] * 11  # accepted ones are no longer candidates
+    assert shown(rv, range(1, 12)) == [False] * 11  # accepted ones are no longer candidates
 
     # click-accept dot 4 (candidate 1) and click-reject square 1 (candidate 10), through napari's dispatch
     set_score(qtbot, dock, 0.0)
@@ -255,10 +265,10 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     # within a round, undo makes the accept a candidate again and redo accepts it again
     dock.undo_button.native.click()
     assert not np.asarray(labels.data)[truth == 4].any()
-    assert 1 not in rv.accepted and shown(cand, [1]) == [True]
+    assert 1 not in rv.accepted and shown(rv, [1]) == [True]
     labels.redo()
     np.testing.assert_array_equal(np.asarray(labels.data)[truth == 4], 8)
-    assert rv.accepted[1] == 8 and shown(cand, [1]) == [False]
+    assert rv.accepted[1] == 8 and shown(rv, [1]) == [False]
     sq_r, sq_c = 146, 26
     click(cand, (sq_r * 0.5, sq_c * 0.5), button=2)
     assert rv.decisions() == ([1, 6, 7, 8, 9], [10])
@@ -287,11 +297,11 @@ def test_find_slider_accept_reject_next_round_undo(window, qtbot, monkeypatch, a
     dock.undo_button.native.click()
     np.testing.assert_array_equal(np.asarray(labels.data), after_all)
     assert layer_classes(labels)[0] == {i: DOT for i in range(1, 8)}
-    assert rv.accepted == {} and shown(rv.layer, range(1, 6)) == [True] * 5  # round 2's candidates stay
+    assert rv.accepted == {} and shown(rv, range(1, 6)) == [True] * 5  # round 2's candidates stay
     labels.redo()  # and back
     assert np.all(np.asarray(labels.data)[truth == 4] == 8)
     assert layer_classes(labels)[0] == {i: DOT for i in range(1, 9)}
-    assert rv.accepted == {} and shown(rv.layer, range(1, 6)) == [True] * 5
+    assert rv.accepted == {} and shown(rv, range(1, 6)) == [True] * 5
     press(rv.layer, "Ctrl+Z")  # Ctrl+Z on the (active) candidates layer undoes the last accept
     np.testing.assert_array_equal(np.asarray(labels.data), after_all)
     labels.undo()  # the accept-all step as one
@@ -520,3 +530,15 @@ def test_candidate_outlines_are_narrow_so_a_redraw_skips_napari_remapping():
     assert out16.dtype == np.uint16 and set(np.unique(out16)) == {0, 300}
     out32 = candidate_outlines(lab)
     assert out32.dtype == np.int32 and set(np.unique(out32)) == {0, 300, 70000}
+
+
+def test_score_levels_and_the_fixed_colour_table():
+    """Scores map to levels 1..255 over the round's range; level 1 is drawn red, 255 green, 0 not at all."""
+    from napari_microseg.gui.similar_review import HIGH, LOW, score_colormap, score_levels
+
+    np.testing.assert_array_equal(score_levels([0.0, 0.5, 1.0, 2.0, -1.0], 0.0, 1.0), [1, 128, 255, 255, 1])
+    np.testing.assert_array_equal(score_levels([0.3, 0.9], 0.5, 0.5), [128, 128])  # no range: the middle
+    cmap = score_colormap()
+    np.testing.assert_allclose(cmap.map(np.array([1]))[0], LOW, atol=1e-6)
+    np.testing.assert_allclose(cmap.map(np.array([255]))[0], HIGH, atol=1e-6)
+    assert cmap.map(np.array([0]))[0][3] == 0

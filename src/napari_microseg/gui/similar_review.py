@@ -6,10 +6,13 @@ low score, to green, high score) and writes accepted candidates into the user's 
 layer. It has no widgets, so tests drive it with a viewer and simulated mouse
 events; the Find similar dock is a thin shell around it.
 
-* The score threshold only redraws the layer: each candidate's colour is set
-  once per round, and the layer's data holds the outlines of the shown ones
-  (undecided, scoring at least the threshold) only. Nothing is recomputed,
-  and napari's colour table is not rebuilt at every slider move or undo.
+* The score threshold only redraws the layer: its data holds, on the outlines
+  of the shown candidates (undecided, scoring at least the threshold) only,
+  each one's score level (1-255, :func:`score_levels`), drawn through one
+  fixed 8-bit colour table (:func:`score_colormap`). Nothing is recomputed,
+  and napari never rebuilds a colour table for a slider move, accept, undo
+  or round. Which candidate is where is read from the candidates' own
+  labels, not from the layer.
 * An accept writes the candidates' pixels with new ids and the chosen class,
   only where the labels layer is background (committed pixels are never
   changed), with napari's ``Labels.data_setitem`` inside
@@ -51,7 +54,7 @@ def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
     ``contour`` would recompute them over the whole image at every recolour,
     i.e. at every slider move); compute them in the worker for large images.
     The outlines come as the smallest type that holds the ids
-    (:func:`display_dtype`), which napari draws without re-mapping every pixel.
+    (:func:`display_dtype`): the review keeps them for every redraw.
     """
     labels = np.asarray(labels)
     size = 2 * int(width) + 1
@@ -64,13 +67,11 @@ def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
 
 
 def display_dtype(max_id: int) -> np.dtype:
-    """uint8 or uint16 when ``max_id`` fits, else int32 or int64: the dtype of a display-only Labels layer.
+    """uint8 or uint16 when ``max_id`` fits, else int32 or int64: the narrowest type for ids up to ``max_id``.
 
-    napari draws 8- and 16-bit labels as they are, with its direct colormap
-    as a colour table. Wider labels are re-mapped to a texture over the whole
-    image at every colormap or data change (about 45 ms at 2048²), so the
-    candidates layer, redrawn at every slider move, accept and undo, stays
-    narrow when it can.
+    The review keeps every candidate's outline for its redraws (a table
+    look-up over the whole image at every slider move, accept and undo):
+    16 bits instead of 32 halve what each redraw reads.
     """
     for dtype in (np.uint8, np.uint16, np.int32):
         if max_id <= np.iinfo(dtype).max:
@@ -82,6 +83,25 @@ def present_ids(data: np.ndarray) -> np.ndarray:
     """The ids (0 included) occurring in ``data``, sorted; a linear count, not a sort, when it can."""
     counts = id_counts(data)
     return np.flatnonzero(counts) if counts is not None else np.unique(np.asarray(data))
+
+
+#: Score levels the candidates layer draws (its data is uint8: 0 is nothing drawn).
+LEVELS = 255
+
+
+def score_levels(scores, lo: float, hi: float) -> np.ndarray:
+    """uint8 level 1..:data:`LEVELS` of each score in ``[lo, hi]`` (the middle one when ``hi <= lo``)."""
+    scores = np.asarray(scores, float)
+    t = np.full(scores.shape, 0.5) if hi <= lo else np.clip((scores - lo) / (hi - lo), 0.0, 1.0)
+    return (1 + np.round(t * (LEVELS - 1))).astype(np.uint8)
+
+
+def score_colormap():
+    """The candidates layer's colour table: level ``k`` coloured like the score ``(k - 1) / 254``."""
+    clear = np.zeros(4, np.float32)
+    colors = {None: clear, 0: clear}
+    colors.update({k: score_color((k - 1) / (LEVELS - 1)) for k in range(1, LEVELS + 1)})
+    return direct_colormap(colors)
 
 
 def score_color(score: float, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
@@ -114,7 +134,7 @@ class CandidateReview:
         self.class_id = int(class_id)
         self.candidates = None
         self.layer = None
-        self._outlines, self._top = None, 0  # every candidate's outline, its top id; the layer draws the shown ones
+        self._outlines, self._levels = None, None  # every candidate's outline, and its score level
         self.threshold = 0.0
         #: candidate id -> committed id of the current round's accepted candidates
         self.accepted: dict[int, int] = {}
@@ -156,18 +176,21 @@ class CandidateReview:
         self.accepted, self.rejected, self.negatives = {}, set(), []
         self._accepted_at = {self._last_fp: {}}
         data = candidate_outlines(candidates.labels) if outlines is None else np.asarray(outlines)
-        self._outlines, self._top = data, int(data.max()) if data.size else 0
+        top = max(len(candidates.scores), int(data.max()) if data.size else 0)
+        self._outlines, self._levels = data, np.zeros(top + 1, np.uint8)
+        self._levels[1:len(self.scores) + 1] = score_levels(self.scores, *self.score_range())
         data = self._drawn()
         img = self.image_layer
         layer = find_helper(self.viewer, img.name, CANDIDATES_ROLE)
         if layer is not None and tuple(layer.data.shape) == data.shape:
             layer.data = data
+            layer.colormap = score_colormap()  # 256 colours: a few ms
         else:
             if layer is not None:
                 self.viewer.layers.remove(layer)
             layer = self.viewer.add_labels(
                 data, name=f"{img.name} {CANDIDATES_ROLE}", opacity=0.9, scale=img.scale[-2:],
-                translate=img.translate[-2:], units=img.units[-2:],
+                translate=img.translate[-2:], units=img.units[-2:], colormap=score_colormap(),
                 metadata=helper_metadata(img.name, CANDIDATES_ROLE))
         # outlines (the data): candidates read apart from the committed (filled) objects under them
         layer.contour = 0
@@ -177,11 +200,6 @@ class CandidateReview:
             layer.mouse_drag_callbacks.append(self._on_mouse)
         # the candidates layer is the active one while reviewing: its Ctrl+Z undoes the last accept
         layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
-        lo, hi = self.score_range()  # each candidate's colour, once per round
-        clear = np.zeros(4, np.float32)
-        colors = {None: clear, 0: clear}
-        colors.update({i: score_color(sc, lo, hi) for i, sc in enumerate(self.scores.tolist(), start=1)})
-        layer.colormap = direct_colormap(colors)
         self.viewer.layers.selection.active = layer
 
     @property
@@ -211,11 +229,18 @@ class CandidateReview:
         return self.recolor()
 
     def _drawn(self, shown=None) -> np.ndarray:
-        """The outlines of the ``shown`` candidates (default: :meth:`visible_ids`), others 0."""
+        """Score levels on the outlines of the ``shown`` candidates (default: :meth:`visible_ids`), others 0."""
         shown = self.visible_ids() if shown is None else shown
-        keep = np.zeros(max(len(self.scores), self._top) + 1, self._outlines.dtype)
-        keep[shown] = shown
+        keep = np.zeros(len(self._levels), np.uint8)
+        keep[shown] = self._levels[shown]
         return keep[self._outlines]
+
+    def drawn_ids(self) -> np.ndarray:
+        """Ids of the candidates the layer draws now (read back from its pixels)."""
+        if self.layer is None or self._outlines is None:
+            return np.zeros(0, int)
+        ids = np.unique(self._outlines[np.asarray(self.layer.data) > 0])
+        return ids[ids > 0]
 
     def recolor(self) -> int:
         """Draw the shown candidates (coloured by score), not the others; return how many are shown."""
