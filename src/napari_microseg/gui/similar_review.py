@@ -51,7 +51,7 @@ def candidate_outlines(labels: np.ndarray, width: int = CONTOUR) -> np.ndarray:
     """``labels`` kept only on a band of ``width`` px inside each object's border.
 
     The candidates layer holds these outlines as its data (napari's own
-    ``contour`` would recompute them over the whole image at every recolour,
+    ``contour`` would recompute them over the whole image at every redraw,
     i.e. at every slider move); compute them in the worker for large images.
     The outlines come as the smallest type that holds the ids
     (:func:`display_dtype`): the review keeps them for every redraw.

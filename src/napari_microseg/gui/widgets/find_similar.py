@@ -399,7 +399,7 @@ class FindSimilarWidget(QWidget):
         return self._viewer.add_labels(data, **kw)
 
     def _on_score(self, *_):
-        """Recolour once the slider rests 40 ms: a drag does not queue a recolour per step."""
+        """Redraw once the slider rests 40 ms: a drag does not queue a redraw per step."""
         self._score_timer.start()
 
     def _apply_score(self):
