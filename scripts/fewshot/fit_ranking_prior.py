@@ -9,8 +9,9 @@ round-0 pools (``dump_pool.py``, promptable-model masks) on training images only
 2-511 and creme 1-7, 9 (exemplars from creme 8).
 
 ``--evaluate`` prints the leave-one-image-out table; ``--validate A.npz ...`` scores pools of
-other images with a regression fitted on all the training pools (probability threshold
-``--threshold``). Results and why it was not shipped: BENCHMARKS.md "Find similar", "A learnt
+other images with a regression fitted on all the training pools; ``--calibrate`` (with
+``--validate``) also tries a per-image calibration: logits shifted so that the exemplars' own
+leave-one-out logits sit at a level chosen on the training pools, F1@0.5 at probability 0.5. Results and why it was not shipped: BENCHMARKS.md "Find similar", "A learnt
 ranking prior".
 
     python scripts/fewshot/fit_ranking_prior.py ti_*.npz cr_*.npz --evaluate
@@ -85,11 +86,45 @@ def table(pools: list[dict], model_for) -> dict:
     return out
 
 
+def exemplar_features(path: str) -> np.ndarray:
+    """Each exemplar's relative features against the other exemplars of its image."""
+    ref = np.load(path)["ref"]
+    return np.array([relative_features(ref[j:j + 1], np.delete(ref, j, 0))[0] for j in range(len(ref))])
+
+
+def calibrated_f1(pools: list[dict], models: list, level: float, calibrate: bool) -> dict:
+    """Mean F1@0.5 at probability 0.5 per dataset prefix, logits shifted by ``level``
+    (and, with ``calibrate``, by minus the median of the exemplars' logits)."""
+    out: dict = {}
+    for p, m in zip(pools, models, strict=True):
+        logit = m.decision_function(p["x"]) + level
+        if calibrate:
+            logit -= np.median(m.decision_function(p["ex"]))
+        out.setdefault(p["name"].split("_")[0], []).append(f1_at(1 / (1 + np.exp(-logit)), p["hit"], p["n"], 0.5))
+    return {k: round(float(np.mean(v)), 4) for k, v in out.items()}
+
+
+def calibration(train_paths: list[str], val_paths: list[str]) -> dict:
+    train = [{**load(q), "ex": exemplar_features(q)} for q in train_paths]
+    val = [{**load(q), "ex": exemplar_features(q)} for q in val_paths]
+    loo = [fit([q for q in train if q is not p]) for p in train]
+    full = fit(train)
+    out = {}
+    for calibrate in (False, True):
+        level = max(np.arange(-6, 3.01, 0.5),
+                    key=lambda c: np.mean(list(calibrated_f1(train, loo, c, calibrate).values())))
+        out["calibrated" if calibrate else "plain"] = {
+            "level": float(level), "train, leave one out": calibrated_f1(train, loo, level, calibrate),
+            "validation": calibrated_f1(val, [full] * len(val), level, calibrate)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pools", nargs="+")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--validate", nargs="*", default=[])
+    ap.add_argument("--calibrate", action="store_true")
     a = ap.parse_args()
     pools = [load(p) for p in a.pools]
     if a.evaluate:
@@ -97,6 +132,8 @@ def main() -> None:
     if a.validate:
         model = fit(pools)
         print(json.dumps(table([load(p) for p in a.validate], lambda p: model), indent=1))
+    if a.validate and a.calibrate:
+        print(json.dumps(calibration(a.pools, a.validate), indent=1))
 
 
 if __name__ == "__main__":
