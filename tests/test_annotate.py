@@ -89,3 +89,55 @@ def test_segment_everything_keeps_each_object_once():
         (j,) = set(np.unique(cand[truth == i]))
         assert np.array_equal(cand == j, truth == i)
     assert len(point_grid((120, 120), 8)) == 15 * 15
+
+
+def _commit_reference(labels, mask, inst, class_id, overwrite):
+    """commit_mask as first written (whole-image operations), to check the windowed one against."""
+    mask = mask & (labels == 0) if not overwrite else mask
+    if not mask.any():
+        return None
+    label = int(labels.max()) + 1
+    index = np.nonzero(mask)
+    previous = labels[index].copy()
+    labels[index] = label
+    prev = {label: inst[label]} if label in inst else {}
+    for g in set(np.unique(previous)) - {0} - set(np.unique(labels)):
+        if int(g) in inst:
+            prev[int(g)] = inst.pop(int(g))
+    if class_id:
+        inst[label] = class_id
+    return label, index, previous, prev
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_commit_mask_works_on_the_window_with_the_same_result(overwrite):
+    """The mask's bounding box is all commit_mask reads: same pixels, order, previous values and classes."""
+    from napari_microseg.core.annotate import mask_window
+
+    rng = np.random.default_rng(3)
+    for _trial in range(20):
+        lab = np.zeros((64, 80), np.int32)
+        for i in range(1, 8):
+            r, c = rng.integers(0, 56), rng.integers(0, 72)
+            lab[r:r + rng.integers(2, 9), c:c + rng.integers(2, 9)] = i
+        inst = {i: 1 + i % 2 for i in range(1, 8)}
+        mask = np.zeros(lab.shape, bool)
+        r, c = rng.integers(0, 50), rng.integers(0, 66)
+        mask[r:r + rng.integers(1, 15), c:c + rng.integers(1, 15)] = True
+        mask &= rng.random(lab.shape) < 0.9
+        ref_lab, ref_inst = lab.copy(), dict(inst)
+        want = _commit_reference(ref_lab, mask, ref_inst, 5, overwrite)
+        e = commit_mask(lab, mask, inst, class_id=5, overwrite=overwrite)
+        np.testing.assert_array_equal(lab, ref_lab)
+        assert inst == ref_inst
+        if want is None:
+            assert e is None
+            continue
+        assert e.label == want[0] and e.previous_class == want[3]
+        for a, b in zip(e.index, want[1], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(e.previous, want[2])
+    assert mask_window(np.zeros((4, 4), bool)) is None
+    m3 = np.zeros((3, 5, 6), bool)
+    m3[1, 2:4, 3] = True
+    assert mask_window(m3) == (slice(1, 2), slice(2, 4), slice(3, 4))

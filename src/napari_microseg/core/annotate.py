@@ -44,6 +44,18 @@ def next_label(labels: np.ndarray) -> int:
     return int(labels.max()) + 1 if labels.size else 1
 
 
+def mask_window(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of a boolean ``mask`` as one slice per axis, or None when it is empty."""
+    mask = np.asarray(mask, dtype=bool)
+    window = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not hit.size:
+            return None
+        window.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(window)
+
+
 def commit_mask(
     labels: np.ndarray,
     mask: np.ndarray,
@@ -79,22 +91,27 @@ def commit_mask(
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != labels.shape:
         raise LabelsError(f"Mask shape {mask.shape} does not match labels {labels.shape}.")
-    if not overwrite:
-        mask = mask & (labels == 0)
-    if not mask.any():
+    window = mask_window(mask)  # the work is done on the mask's bounding box, not the image
+    if window is None:
+        return None
+    sub = mask[window] if overwrite else mask[window] & (labels[window] == 0)
+    if not sub.any():
         return None
     label = next_label(labels) if label is None else int(label)
     if label > np.iinfo(labels.dtype).max:
         raise LabelsError(f"Label {label} does not fit in {labels.dtype}; convert the layer to a wider type.")
-    index = np.nonzero(mask)
+    index = tuple(ix + w.start for ix, w in zip(np.nonzero(sub), window, strict=True))
     previous = labels[index].copy()
     labels[index] = label
     prev_cls = {label: instance_classes[label]} if label in instance_classes else {}
     # Objects painted over completely lose their class entry too.
-    gone = set(np.unique(previous)) - {0} - set(np.unique(labels))
-    for g in gone:
-        if int(g) in instance_classes:
-            prev_cls[int(g)] = instance_classes.pop(int(g))
+    covered = np.unique(previous)
+    covered = covered[covered != 0]
+    if covered.size:
+        gone = set(covered.tolist()) - set(np.unique(labels[np.isin(labels, covered)]).tolist())
+        for g in gone:
+            if int(g) in instance_classes:
+                prev_cls[int(g)] = instance_classes.pop(int(g))
     if class_id:
         instance_classes[label] = int(class_id)
     return Edit(label, index, previous, int(class_id), prev_cls)

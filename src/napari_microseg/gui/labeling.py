@@ -19,7 +19,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from ..core.annotate import commit_mask, read_box_file, undo_edit
+from ..core.annotate import commit_mask, mask_window, read_box_file, undo_edit
 from ..core.classes import ClassTable, DefectClass
 from ..core.correct import id_areas
 from ..core.errors import LabelsError, MicrosegError
@@ -187,6 +187,7 @@ class LabelingController(EditStrokeMixin):
         with self.boxes.events.data.blocker():
             self.boxes.data = []
         self.preview.data = np.zeros(shape, np.uint8)
+        self._preview_window = None
         v.layers.selection.active = self.points
 
     def _release(self, layer):
@@ -265,15 +266,32 @@ class LabelingController(EditStrokeMixin):
         self.session.size_prior = self.size_prior
         self.session.size_key = self.class_for_commit(layer_class_table(self.labels_layer))
         strokes = self.strokes
-        return start_worker(predict_with_strokes, self.session, strokes, p["points"], p["labels"], p["box"],
-                            use_previous=not fresh, on_returned=self._show, on_finished=finished)
+        return start_worker(_predict_in_window, self.session, strokes, p["points"], p["labels"], p["box"],
+                            use_previous=not fresh, on_returned=lambda out: self._show(*out),
+                            on_finished=finished)
 
-    def _show(self, pred):
+    def _show(self, pred, window=None):
+        """Show ``pred`` as the preview (None: no preview).
+
+        Only the pixels that change are written, within the previous and the new
+        mask's bounding boxes (``window``, computed in the worker), so that a click
+        costs the GUI thread the same on a 512² and an 8192² image.
+        """
         self._last_pred = pred
-        mask = np.zeros(self.preview.data.shape, np.uint8)
+        if pred is not None and window is None:
+            window = mask_window(pred.mask)
+        old, self._preview_window = getattr(self, "_preview_window", None), window
+        region = _union(old, window)
+        if region is None:
+            return
+        want = np.zeros(tuple(r.stop - r.start for r in region), np.uint8)
         if pred is not None:
-            mask[pred.mask] = 1
-        self.preview.data = mask
+            want[np.asarray(pred.mask[region], bool)] = 1
+        changed = np.nonzero(want != np.asarray(self.preview.data[region]))
+        if changed[0].size:
+            with self.preview.block_history():
+                self.preview.data_setitem(tuple(ix + r.start for ix, r in zip(changed, region, strict=True)),
+                                          want[changed])
 
     # -- edits -------------------------------------------------------------------------
 
@@ -483,3 +501,16 @@ class LabelingController(EditStrokeMixin):
 def shortcuts_html() -> str:
     """The keyboard shortcuts as an HTML list for the dock."""
     return "<br>".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in SHORTCUTS.items())
+
+
+def _predict_in_window(*args, **kwargs):
+    """:func:`predict_with_strokes` and the bounding box of its mask (in the worker, not the GUI thread)."""
+    pred = predict_with_strokes(*args, **kwargs)
+    return pred, mask_window(pred.mask)
+
+
+def _union(a, b):
+    """The smallest window holding windows ``a`` and ``b`` (either may be None)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))

@@ -54,8 +54,9 @@ def class_features(labels: np.ndarray, instance_classes: dict, classes: ClassTab
     Row ``i`` describes label value ``index[i]``; background (0) is included
     with class 0 so that napari's lookup by label value is complete.
     """
-    ids = np.unique(np.asarray(labels))
-    ids = ids[ids > 0]
+    from ..core.correct import id_areas  # not at import: it loads skimage.segmentation
+
+    ids = id_areas(np.asarray(labels))[0]  # a count pass, not a sort: 2048² in about 10 ms
     names = classes.names()
     index = np.concatenate([[0], ids]).astype(np.int64)
     class_id = np.array([0] + [int(instance_classes.get(int(i), 0)) for i in ids], dtype=np.int64)
