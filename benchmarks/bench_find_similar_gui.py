@@ -107,12 +107,7 @@ def main(real: bool = False) -> dict:
         app.processEvents()
         return round(time.perf_counter() - t0, 4)
 
-    def stall_ms(action) -> float:
-        """The longest event-loop stall (ms) from ``action`` and the work it queues (0.4 s)."""
-        t0 = time.perf_counter()
-        action()
-        run_until(lambda: time.perf_counter() - t0 > 0.4, 1.0)
-        return round(1000 * float(np.diff([t0, *[t for t in ticks if t > t0]]).max()), 1)
+    stall_ms = clock.stall_ms
 
     run_until(lambda: len(ticks) > 20, 5)
     out = {"benchmark": "find_similar_gui", "image": f"{SIDE}x{SIDE}", "finder": "real" if real else "scripted"}

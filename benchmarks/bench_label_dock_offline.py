@@ -59,10 +59,7 @@ def main() -> dict:
 
     def stall_ms(action) -> float:
         """Longest event-loop stall (ms) from ``action`` and what it queues (0.3 s)."""
-        t0 = time.perf_counter()
-        action()
-        run_until(lambda: time.perf_counter() - t0 > 0.3, 1.0)
-        return round(1000 * float(np.diff([t0, *[t for t in ticks if t > t0]]).max()), 1)
+        return clock.stall_ms(action, settle=0.3)
 
     run_until(lambda: len(ticks) > 20, 5)
     ctl.set_target(image, target)
@@ -82,7 +79,7 @@ def main() -> dict:
         app.processEvents()
         latency.append(time.perf_counter() - t0)
         run_until(lambda t0=t0: time.perf_counter() - t0 > 0.3, 1.0)  # what the preview queues
-        click_stall.append(1000 * float(np.diff([t0, *[t for t in ticks if t > t0]]).max()))
+        click_stall.append(1000 * float(np.diff([t0, *[t for t in ticks if t > t0]]).max()))  # from the click
         commit_stall.append(stall_ms(ctl.commit))
     undo_stall = [stall_ms(ctl.undo) for _ in range(5)]
     clock.stop()

@@ -32,6 +32,14 @@ class GuiClock:
             self.app.processEvents()
             time.sleep(0.001)
 
+    def stall_ms(self, action, settle: float = 0.4) -> float:
+        """The longest stall (ms) from ``action`` and the work it queues within ``settle`` seconds."""
+        t0 = time.perf_counter()
+        action()
+        self.run_until(lambda: time.perf_counter() - t0 > settle, settle + 0.6)
+        gaps = [t0, *[t for t in self.ticks if t > t0]]
+        return round(1000 * max(b - a for a, b in zip(gaps, gaps[1:], strict=False)), 1) if len(gaps) > 1 else 0.0
+
     def stop(self) -> None:
         """Stop ticking."""
         self.timer.stop()
