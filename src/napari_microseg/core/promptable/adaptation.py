@@ -317,8 +317,7 @@ def evaluate_adaptation(samples, k: int, *, seconds: float = 120.0, max_objects=
         dropped), the adaptation's decision, reason, seconds and steps, and
         the size hint per image.
     """
-    from ..prompting.size_prior import object_areas
-    from ..prompting.size_prior import size_hint as hint_of
+    from ..prompting.size_prior import committed_hints
     from .backend import PromptableBackend
 
     committed, remaining = divide_objects(samples, lambda n: k, seed)
@@ -327,7 +326,7 @@ def evaluate_adaptation(samples, k: int, *, seconds: float = 120.0, max_objects=
     base = (PromptableBackend.load_default() if init == "default"
             else PromptableBackend.from_checkpoint(init))
     live = PromptableBackend.from_checkpoint(res.weights) if res.accepted else base
-    hints = {c.name: hint_of(object_areas(c.target)) for c in committed} if size_hint else {}
+    hints = committed_hints(committed) if size_hint else {}
 
     def run(backend, hinted: bool):
         hint = (lambda sample: hints.get(sample.name)) if hinted else None

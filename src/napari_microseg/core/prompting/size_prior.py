@@ -42,6 +42,11 @@ def object_areas(target) -> np.ndarray:
     return id_areas(target)[1].astype(float)
 
 
+def committed_hints(committed) -> dict:
+    """``{image name: size hint}`` of the committed objects of each sample (:func:`size_hint`)."""
+    return {c.name: size_hint(object_areas(c.target)) for c in committed}
+
+
 def evaluate_size_prior(backend, samples, k: int, *, mode: str = "point", n_corrective: int = 0,
                         max_objects=None, seed: int = 0) -> dict:
     """Score the objects left after ``k`` per image are committed, without and with the hint.
@@ -70,7 +75,7 @@ def evaluate_size_prior(backend, samples, k: int, *, mode: str = "point", n_corr
     from .evaluation import evaluate_boxes, evaluate_clicks
 
     committed, remaining = divide_objects(samples, lambda n: min(k, n), seed)
-    hints = {c.name: size_hint(object_areas(c.target)) for c in committed}
+    hints = committed_hints(committed)
     boxes = bool(samples) and _is_boxes(np.asarray(samples[0].target))
 
     def run(hint):
