@@ -100,6 +100,7 @@ class LabelingController(EditStrokeMixin):
         self.ready = False
         self._busy = False
         self._dirty = False
+        self._preview_window = None  # the preview mask's bounding box (what the next preview clears)
         self._last_pred = None
         self._cancel = False
         self.status = ""
@@ -280,7 +281,7 @@ class LabelingController(EditStrokeMixin):
         self._last_pred = pred
         if pred is not None and window is None:
             window = mask_window(pred.mask)
-        old, self._preview_window = getattr(self, "_preview_window", None), window
+        old, self._preview_window = self._preview_window, window
         region = _union(old, window)
         if region is None:
             return

@@ -138,8 +138,9 @@ class CandidateReview:
         self.threshold = 0.0
         #: candidate id -> committed id of the current round's accepted candidates
         self.accepted: dict[int, int] = {}
-        #: labels fingerprint -> :attr:`accepted` in that pixel state (this round), for undo and redo
-        self._accepted_at: dict = {}
+        #: :attr:`accepted` per pixel state of this round (labels fingerprint), for undo and redo;
+        #: the same bounded memory as the classes' (int -> int maps)
+        self._accepted_at = ClassStates()
         self.rejected: set[int] = set()
         #: negative clicks (row, col) on background since the last round
         self.negatives: list[tuple[float, float]] = []
@@ -174,7 +175,8 @@ class CandidateReview:
         """
         self.candidates = candidates
         self.accepted, self.rejected, self.negatives = {}, set(), []
-        self._accepted_at = {self._last_fp: {}}
+        self._accepted_at = ClassStates()
+        self._accepted_at.remember(self._last_fp, {})
         data = candidate_outlines(candidates.labels) if outlines is None else np.asarray(outlines)
         top = max(len(candidates.scores), int(data.max()) if data.size else 0)
         self._outlines, self._levels = data, np.zeros(top + 1, np.uint8)
@@ -310,7 +312,7 @@ class CandidateReview:
             self._writing = False
         self._remember(inst)
         self.accepted.update(step)
-        self._accepted_at[self._last_fp] = dict(self.accepted)
+        self._accepted_at.remember(self._last_fp, self.accepted)
         self.recolor()
         self.status = f"Accepted {len(step)} candidate{'s' * (len(step) != 1)} (ids {min(new)}–{max(new)})."
         return len(step)
@@ -386,12 +388,12 @@ class CandidateReview:
         self._write_classes(inst, classes, ids)
         self._last_fp = fp
         self._states.remember(fp, inst)
-        known = self._accepted_at.get(fp)  # undo or redo to a state of this round: its accepts
+        known = self._accepted_at.recall(fp)  # undo or redo to a state of this round: its accepts
         if known is None:  # a new state (painting): accepts whose object is gone are undecided again
             known = {c: n for c, n in self.accepted.items() if n in present}
-            self._accepted_at[fp] = known
+            self._accepted_at.remember(fp, known)
         if known != self.accepted:
-            self.accepted = dict(known)
+            self.accepted = known
             self.recolor()
 
     def _on_click(self, layer, rowcol, event):
